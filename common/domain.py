@@ -1,0 +1,101 @@
+"""The domain's vocabulary: states, channels, plans, and the rules over them.
+
+Everything here is pure; every layer imports it and it imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    READ = "READ"
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "EMAIL"
+    TELEGRAM = "TELEGRAM"
+    WHATSAPP = "WHATSAPP"
+    SMS = "SMS"
+    WEBHOOK = "WEBHOOK"
+    IN_APP = "IN_APP"
+
+
+class Plan(enum.StrEnum):
+    FREE = "FREE"
+    PAID = "PAID"
+    PREMIUM = "PREMIUM"
+
+    @property
+    def tracks_delivery(self) -> bool:
+        """Delivery tracking exists only in paid and premium accounts (the source page)."""
+        return self is not Plan.FREE
+
+
+class PersonKind(enum.StrEnum):
+    EMPLOYEE = "EMPLOYEE"
+    CONTACT = "CONTACT"
+
+
+class NotificationKind(enum.StrEnum):
+    TASK_CREATED = "TASK_CREATED"
+    COMMENT_ADDED = "COMMENT_ADDED"
+
+
+# Which state may follow which (DESIGN.md section 2). A state never moves backwards:
+# a late "sent" after "read" changes nothing but the history.
+_ALLOWED: dict[DeliveryState, frozenset[DeliveryState]] = {
+    DeliveryState.QUEUED: frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.READ}),
+    DeliveryState.SENT: frozenset({DeliveryState.READ, DeliveryState.FAILED}),
+    DeliveryState.FAILED: frozenset({DeliveryState.QUEUED}),
+    DeliveryState.READ: frozenset(),
+}
+
+
+def can_transition(current: DeliveryState, new: DeliveryState) -> bool:
+    return new in _ALLOWED[current]
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """The icon of a task or comment: one state and the count per state."""
+
+    state: DeliveryState
+    total: int
+    queued: int
+    sent: int
+    failed: int
+    read: int
+
+
+def summarize(states: Iterable[DeliveryState]) -> StatusSummary | None:
+    """The icon rule: FAILED if any failed, else QUEUED if any is queued, else READ if
+    any was read, else SENT. No deliveries, no icon."""
+    counts = Counter(states)
+    total = sum(counts.values())
+    if total == 0:
+        return None
+    for state in (DeliveryState.FAILED, DeliveryState.QUEUED, DeliveryState.READ):
+        if counts[state]:
+            break
+    else:
+        state = DeliveryState.SENT
+    return StatusSummary(
+        state=state,
+        total=total,
+        queued=counts[DeliveryState.QUEUED],
+        sent=counts[DeliveryState.SENT],
+        failed=counts[DeliveryState.FAILED],
+        read=counts[DeliveryState.READ],
+    )
+
+
+def predecessors(new: DeliveryState) -> frozenset[DeliveryState]:
+    """The states from which `new` may be entered."""
+    return frozenset(state for state, allowed in _ALLOWED.items() if new in allowed)

@@ -1,0 +1,108 @@
+"""Settings read from the environment in one place (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broadcast_url: str
+    smtp_url: str | None
+    mail_from: str
+    public_base_url: str
+    secret_key: bytes = field(repr=False)
+    host: str
+    port: int
+    forwarded_allow_ips: str
+    embedded_worker: bool
+    mailcatcher_host: str
+    mailcatcher_port: int
+    send_max_attempts: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    smtp_timeout_seconds: float
+    worker_poll_seconds: float
+    worker_batch_size: int
+    lease_seconds: float
+
+    @property
+    def embedded(self) -> bool:
+        """True when the server also runs the built-in mail catcher."""
+        return self.smtp_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_smtp_url(self) -> str:
+        if self.smtp_url is not None:
+            return self.smtp_url
+        return f"smtp://{self.mailcatcher_host}:{self.mailcatcher_port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
+        host = env.get("HOST", "127.0.0.1")
+        port = int(env.get("PORT", "8000"))
+        return cls(
+            data_dir=data_dir,
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'beacon.sqlite3'}",
+            broadcast_url=env.get("BROADCAST_URL", "memory://"),
+            smtp_url=env.get("SMTP_URL") or None,
+            mail_from=env.get("MAIL_FROM", "Beacon <notifications@localhost>"),
+            public_base_url=env.get("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
+            secret_key=_secret_key(env.get("SECRET_KEY"), data_dir),
+            host=host,
+            port=port,
+            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            embedded_worker=_flag(env.get("EMBEDDED_WORKER", "1")),
+            mailcatcher_host=env.get("MAILCATCHER_HOST", "127.0.0.1"),
+            mailcatcher_port=int(env.get("MAILCATCHER_PORT", "1025")),
+            send_max_attempts=int(env.get("SEND_MAX_ATTEMPTS", "8")),
+            retry_base_seconds=float(env.get("RETRY_BASE_SECONDS", "30")),
+            retry_max_seconds=float(env.get("RETRY_MAX_SECONDS", "3600")),
+            smtp_timeout_seconds=float(env.get("SMTP_TIMEOUT_SECONDS", "30")),
+            worker_poll_seconds=float(env.get("WORKER_POLL_SECONDS", "1")),
+            worker_batch_size=int(env.get("WORKER_BATCH_SIZE", "20")),
+            lease_seconds=float(env.get("LEASE_SECONDS", "120")),
+        )
+
+
+def _secret_key(configured: str | None, data_dir: Path) -> bytes:
+    """The configured key, or one generated on first use and kept under the data dir.
+
+    Keeping it on disk means pixel links in mail already sent stay valid across restarts.
+    """
+    if configured:
+        return configured.encode()
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip().encode()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Written aside, then linked into place: two processes starting at once end up
+    # with one key, and neither ever reads a half-written file.
+    tmp = data_dir / f".secret_key.{os.getpid()}"
+    tmp.write_text(secrets.token_urlsafe(48))
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip().encode()

@@ -1,0 +1,179 @@
+"""Accounts, people and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.domain import PersonKind, Plan
+from db.tables import accounts, api_tokens, people
+
+TOKEN_PREFIX = "bcn_"  # noqa: S105 - a prefix that makes leaked tokens greppable
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account_id: uuid.UUID
+    person_id: uuid.UUID
+    token: str
+
+
+@dataclass(frozen=True)
+class Viewer:
+    account_id: uuid.UUID
+    person_id: uuid.UUID
+
+
+async def create_account(
+    conn: AsyncConnection, *, name: str, plan: Plan, email: str, person_name: str | None = None
+) -> NewAccount:
+    """An account with its first employee and an API token for that employee."""
+    now = utcnow()
+    account_id, person_id = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        accounts.insert().values(
+            id=account_id,
+            name=name,
+            plan=plan.value,
+            open_tracking=True,
+            show_all_recipients=False,
+            smtp_relay=None,
+            created_at=now,
+        )
+    )
+    await conn.execute(
+        people.insert().values(
+            id=person_id,
+            account_id=account_id,
+            kind=PersonKind.EMPLOYEE.value,
+            name=person_name or email.split("@", 1)[0],
+            email=email,
+            created_at=now,
+        )
+    )
+    token = await issue_token(conn, account_id=account_id, person_id=person_id)
+    return NewAccount(account_id=account_id, person_id=person_id, token=token)
+
+
+async def issue_token(conn: AsyncConnection, *, account_id: uuid.UUID, person_id: uuid.UUID) -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(
+        api_tokens.insert().values(
+            id=uuid.uuid4(),
+            account_id=account_id,
+            person_id=person_id,
+            token_hash=hash_token(token),
+            created_at=utcnow(),
+        )
+    )
+    return token
+
+
+async def viewer_for_token(conn: AsyncConnection, token: str) -> Viewer | None:
+    row = (
+        await conn.execute(
+            sa.select(api_tokens.c.account_id, api_tokens.c.person_id).where(
+                api_tokens.c.token_hash == hash_token(token)
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return Viewer(account_id=row.account_id, person_id=row.person_id)
+
+
+async def count_accounts(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(accounts))).scalar_one())
+
+
+async def get_account(conn: AsyncConnection, account_id: uuid.UUID) -> Row[Any]:
+    return (await conn.execute(accounts.select().where(accounts.c.id == account_id))).one()
+
+
+async def accounts_by_ids(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    rows = (await conn.execute(accounts.select().where(accounts.c.id.in_(ids)))).all()
+    return {row.id: row for row in rows}
+
+
+async def update_account(
+    conn: AsyncConnection, account_id: uuid.UUID, values: dict[str, Any]
+) -> Row[Any]:
+    if values:
+        await conn.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
+    return await get_account(conn, account_id)
+
+
+async def set_plan(conn: AsyncConnection, account_id: uuid.UUID, plan: Plan) -> bool:
+    result = await conn.execute(
+        accounts.update().where(accounts.c.id == account_id).values(plan=plan.value)
+    )
+    return result.rowcount > 0
+
+
+async def add_person(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    kind: PersonKind,
+    name: str,
+    email: str | None,
+    telegram_chat_id: str | None = None,
+    phone: str | None = None,
+    webhook_url: str | None = None,
+) -> Row[Any]:
+    person_id = uuid.uuid4()
+    await conn.execute(
+        people.insert().values(
+            id=person_id,
+            account_id=account_id,
+            kind=kind.value,
+            name=name,
+            email=email,
+            telegram_chat_id=telegram_chat_id,
+            phone=phone,
+            webhook_url=webhook_url,
+            created_at=utcnow(),
+        )
+    )
+    return (await conn.execute(people.select().where(people.c.id == person_id))).one()
+
+
+async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            people.select()
+            .where(people.c.account_id == account_id)
+            .order_by(people.c.created_at, people.c.id)
+        )
+    ).all()
+
+
+async def people_by_ids(
+    conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    rows = (
+        await conn.execute(
+            people.select().where(people.c.account_id == account_id, people.c.id.in_(ids))
+        )
+    ).all()
+    return {row.id: row for row in rows}

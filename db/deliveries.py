@@ -1,0 +1,216 @@
+"""Deliveries: reading them with their task and comment, and moving their state.
+
+Every state change is one conditional UPDATE (`… WHERE state IN (allowed predecessors)`),
+so concurrent or late reports can never move a state backwards; the event row is
+written either way, so the history keeps what arrived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.domain import DeliveryState, NotificationKind, predecessors
+from common.events import DeliveryChanged
+from db.tables import UtcDateTime, deliveries, delivery_events, messages, notifications
+
+# A delivery with the task and comment its notification is about.
+_WITH_TARGET = sa.select(
+    deliveries,
+    notifications.c.task_id,
+    notifications.c.comment_id,
+    notifications.c.created_at.label("notified_at"),
+).join(notifications, notifications.c.id == deliveries.c.notification_id)
+
+_ORDER = (deliveries.c.queued_at, deliveries.c.id)
+
+
+def change_of(row: Row[Any]) -> DeliveryChanged:
+    return DeliveryChanged(
+        account_id=row.account_id,
+        delivery_id=row.id,
+        task_id=row.task_id,
+        comment_id=row.comment_id,
+    )
+
+
+async def get_delivery(
+    conn: AsyncConnection, account_id: uuid.UUID, delivery_id: uuid.UUID
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            _WITH_TARGET.where(
+                deliveries.c.id == delivery_id, deliveries.c.account_id == account_id
+            )
+        )
+    ).first()
+
+
+async def deliveries_by_comment(
+    conn: AsyncConnection, comment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.where(notifications.c.comment_id.in_(comment_ids)).order_by(*_ORDER)
+        )
+    ).all()
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row.comment_id].append(row)
+    return grouped
+
+
+async def deliveries_by_task(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The deliveries of each task's own notification (its creation), not its comments'."""
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.where(
+                notifications.c.task_id.in_(task_ids),
+                notifications.c.kind == NotificationKind.TASK_CREATED.value,
+            ).order_by(*_ORDER)
+        )
+    ).all()
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row.task_id].append(row)
+    return grouped
+
+
+async def events_by_delivery(
+    conn: AsyncConnection, delivery_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    rows = (
+        await conn.execute(
+            delivery_events.select()
+            .where(delivery_events.c.delivery_id.in_(delivery_ids))
+            .order_by(delivery_events.c.id)
+        )
+    ).all()
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row.delivery_id].append(row)
+    return grouped
+
+
+async def add_event(
+    conn: AsyncConnection,
+    delivery_ids: Sequence[uuid.UUID],
+    event_type: str,
+    at: dt.datetime,
+    detail: str | None = None,
+) -> None:
+    if delivery_ids:
+        await conn.execute(
+            delivery_events.insert(),
+            [
+                {"delivery_id": delivery_id, "type": event_type, "at": at, "detail": detail}
+                for delivery_id in delivery_ids
+            ],
+        )
+
+
+async def transition(
+    conn: AsyncConnection,
+    delivery_ids: Sequence[uuid.UUID],
+    new_state: DeliveryState,
+    values: dict[str, Any],
+) -> list[uuid.UUID]:
+    """Move the deliveries that may enter `new_state`; returns the ids that moved."""
+    if not delivery_ids:
+        return []
+    result = await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.state.in_([state.value for state in predecessors(new_state)]),
+        )
+        .values(state=new_state.value, **values)
+        .returning(deliveries.c.id)
+    )
+    return [row.id for row in result.all()]
+
+
+@dataclass(frozen=True)
+class SendBatch:
+    """What a worker needs to send one message: the message, and its deliveries."""
+
+    message: Row[Any]
+    notification: Row[Any]
+    all_deliveries: Sequence[Row[Any]]
+
+    @property
+    def pending(self) -> list[Row[Any]]:
+        return [row for row in self.all_deliveries if row.state == DeliveryState.QUEUED.value]
+
+
+async def load_send_batch(conn: AsyncConnection, message_id: uuid.UUID) -> SendBatch | None:
+    message = (await conn.execute(messages.select().where(messages.c.id == message_id))).first()
+    if message is None:
+        return None
+    notification = (
+        await conn.execute(
+            notifications.select().where(notifications.c.id == message.notification_id)
+        )
+    ).one()
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.where(deliveries.c.message_id == message_id).order_by(*_ORDER)
+        )
+    ).all()
+    return SendBatch(message=message, notification=notification, all_deliveries=rows)
+
+
+async def count_queued(conn: AsyncConnection, message_id: uuid.UUID) -> int:
+    return int(
+        (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(
+                    deliveries.c.message_id == message_id,
+                    deliveries.c.state == DeliveryState.QUEUED.value,
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def record_open(
+    conn: AsyncConnection, pixel_id: str, now: dt.datetime
+) -> list[DeliveryChanged]:
+    """An open of the message with this pixel: every delivery on it counts the open, and
+    the first one makes it READ (also from QUEUED: the open proves it was sent)."""
+    message = (
+        await conn.execute(sa.select(messages.c.id).where(messages.c.pixel_id == pixel_id))
+    ).first()
+    if message is None:
+        return []
+    rows = (await conn.execute(_WITH_TARGET.where(deliveries.c.message_id == message.id))).all()
+    ids = [row.id for row in rows]
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(open_count=deliveries.c.open_count + 1)
+    )
+    await transition(
+        conn,
+        ids,
+        DeliveryState.READ,
+        {
+            "read_at": now,
+            "sent_at": sa.func.coalesce(deliveries.c.sent_at, sa.literal(now, UtcDateTime())),
+        },
+    )
+    detail = f"opened by one of {len(ids)} recipients" if len(ids) > 1 else None
+    await add_event(conn, ids, "opened", now, detail)
+    return [change_of(row) for row in rows]

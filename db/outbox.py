@@ -1,0 +1,100 @@
+"""The send queue: an outbox table, claimed under a lease.
+
+A worker claims due jobs in one statement and holds them for `lease` seconds. The job
+row is deleted (or rescheduled) in the same transaction that records the outcome, so a
+worker that dies mid-send loses nothing: its lease runs out and another worker takes
+the job again (at-least-once; the stable Message-ID makes a duplicate recognisable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.tables import send_jobs
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    message_id: uuid.UUID
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+) -> list[ClaimedJob]:
+    due = (
+        sa.select(send_jobs.c.id)
+        .where(
+            send_jobs.c.run_at <= now,
+            sa.or_(send_jobs.c.lease_until.is_(None), send_jobs.c.lease_until < now),
+        )
+        .order_by(send_jobs.c.run_at, send_jobs.c.id)
+        .limit(limit)
+        # Renders on PostgreSQL only; SQLite has a single writer anyway.
+        .with_for_update(skip_locked=True)
+    )
+    rows = (
+        await conn.execute(
+            send_jobs.update()
+            .where(send_jobs.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_until=now + lease)
+            .returning(send_jobs.c.id, send_jobs.c.message_id)
+        )
+    ).all()
+    return [ClaimedJob(job_id=row.id, message_id=row.message_id) for row in rows]
+
+
+async def finish(conn: AsyncConnection, job_id: int) -> None:
+    await conn.execute(send_jobs.delete().where(send_jobs.c.id == job_id))
+
+
+async def reschedule(conn: AsyncConnection, job_id: int, run_at: dt.datetime) -> None:
+    await conn.execute(
+        send_jobs.update()
+        .where(send_jobs.c.id == job_id)
+        .values(run_at=run_at, lease_owner=None, lease_until=None)
+    )
+
+
+async def release(conn: AsyncConnection, owner: str, job_ids: Sequence[int]) -> None:
+    """Hand back jobs this worker holds but will not send (graceful shutdown)."""
+    if job_ids:
+        await conn.execute(
+            send_jobs.update()
+            .where(send_jobs.c.id.in_(job_ids), send_jobs.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+async def enqueue(conn: AsyncConnection, message_id: uuid.UUID, now: dt.datetime) -> None:
+    """Make sure the message has a job due now (a resend may find one still retrying).
+
+    A job a worker holds keeps its lease: that worker re-checks the message's queued
+    deliveries when it records its outcome, and keeps the job for what it did not send.
+    """
+    updated = await conn.execute(
+        send_jobs.update().where(send_jobs.c.message_id == message_id).values(run_at=now)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(
+            send_jobs.insert().values(message_id=message_id, run_at=now, created_at=now)
+        )
+
+
+async def next_run_at(conn: AsyncConnection) -> dt.datetime | None:
+    """When the earliest job falls due, so an idle worker knows how long it may sleep."""
+    earliest: dt.datetime | None = (
+        await conn.execute(sa.select(sa.func.min(send_jobs.c.run_at)))
+    ).scalar_one_or_none()
+    return earliest

@@ -1,0 +1,266 @@
+"""The schema as SQLAlchemy Core metadata. Migrations in db/migrations follow it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the way in and out, on every backend.
+
+    SQLite has no time zones: values are stored as naive UTC text, which sorts and
+    compares correctly because every value is UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+        utc: dt.datetime = value.astimezone(dt.UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _id() -> sa.Column[Any]:
+    return sa.Column("id", sa.Uuid(), primary_key=True)
+
+
+def _account_fk(*, index: bool = True) -> sa.Column[Any]:
+    return sa.Column(
+        "account_id",
+        sa.Uuid(),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=index,
+    )
+
+
+def _created_at() -> sa.Column[Any]:
+    return sa.Column("created_at", UtcDateTime(), nullable=False)
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("plan", sa.String(16), nullable=False),
+    sa.Column("open_tracking", sa.Boolean(), nullable=False, default=True),
+    sa.Column("show_all_recipients", sa.Boolean(), nullable=False, default=False),
+    sa.Column("smtp_relay", sa.String(500), nullable=True),
+    _created_at(),
+)
+
+people = sa.Table(
+    "people",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("telegram_chat_id", sa.String(64), nullable=True),
+    sa.Column("phone", sa.String(32), nullable=True),
+    sa.Column("webhook_url", sa.String(2000), nullable=True),
+    _created_at(),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column(
+        "person_id",
+        sa.Uuid(),
+        sa.ForeignKey("people.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # SHA-256 of the token: the token itself is shown once and never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    _id(),
+    _account_fk(index=False),  # led by ix_tasks_account_id_created_at
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("created_by", sa.Uuid(), sa.ForeignKey("people.id"), nullable=True),
+    _created_at(),
+    sa.Index("ix_tasks_account_id_created_at", "account_id", "created_at", "id"),
+)
+
+task_subscribers = sa.Table(
+    "task_subscribers",
+    metadata,
+    sa.Column(
+        "task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "person_id",
+        sa.Uuid(),
+        sa.ForeignKey("people.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer(), nullable=False),
+)
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("author_id", sa.Uuid(), sa.ForeignKey("people.id"), nullable=True),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("is_system", sa.Boolean(), nullable=False, default=False),
+    _created_at(),
+    sa.Index("ix_comments_task_id_created_at", "task_id", "created_at", "id"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column(
+        "task_id",
+        sa.Uuid(),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "comment_id",
+        sa.Uuid(),
+        sa.ForeignKey("comments.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("kind", sa.String(32), nullable=False),
+    _created_at(),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column(
+        "notification_id",
+        sa.Uuid(),
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("channel", sa.String(16), nullable=False),
+    # The Message-ID header: stable across retries so a duplicate send is recognisable.
+    sa.Column("header_message_id", sa.String(255), nullable=False, unique=True),
+    # Random, unguessable id carried by the pixel token; null when no pixel was added.
+    sa.Column("pixel_id", sa.String(32), nullable=True, unique=True),
+    _created_at(),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column(
+        "notification_id",
+        sa.Uuid(),
+        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "message_id",
+        sa.Uuid(),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("recipient_id", sa.Uuid(), sa.ForeignKey("people.id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(2000), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Column("queued_at", UtcDateTime(), nullable=False),
+    sa.Column("sent_at", UtcDateTime(), nullable=True),
+    sa.Column("failed_at", UtcDateTime(), nullable=True),
+    sa.Column("read_at", UtcDateTime(), nullable=True),
+    sa.Column("accepted_by", sa.String(255), nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("error_permanent", sa.Boolean(), nullable=True),
+    sa.Column("open_count", sa.Integer(), nullable=False, default=0),
+)
+
+# Append-only: rows are inserted, never updated.
+delivery_events = sa.Table(
+    "delivery_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.Uuid(),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=True),
+)
+
+# The outbox: one row per message waiting to be (re)sent. A worker leases a row while it
+# sends, and deletes it in the transaction that records the outcome.
+send_jobs = sa.Table(
+    "send_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "message_id",
+        sa.Uuid(),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("run_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    _created_at(),
+)

@@ -1,0 +1,202 @@
+"""Tasks, their subscribers and comments, with keyset pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.tables import comments, people, task_subscribers, tasks
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: Sequence[Row[Any]]
+    has_next: bool
+
+
+def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id.hex}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        created_at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        parsed = dt.datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return parsed, uuid.UUID(row_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidCursor("the cursor is not one this server gave out") from error
+
+
+async def insert_task(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    title: str,
+    created_by: uuid.UUID | None,
+    subscriber_ids: Sequence[uuid.UUID],
+    now: dt.datetime,
+) -> uuid.UUID:
+    task_id = uuid.uuid4()
+    await conn.execute(
+        tasks.insert().values(
+            id=task_id, account_id=account_id, title=title, created_by=created_by, created_at=now
+        )
+    )
+    if subscriber_ids:
+        await conn.execute(
+            task_subscribers.insert(),
+            [
+                {"task_id": task_id, "person_id": person_id, "position": position}
+                for position, person_id in enumerate(subscriber_ids)
+            ],
+        )
+    return task_id
+
+
+async def insert_comment(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    task_id: uuid.UUID,
+    author_id: uuid.UUID | None,
+    body: str,
+    is_system: bool,
+    now: dt.datetime,
+) -> uuid.UUID:
+    comment_id = uuid.uuid4()
+    await conn.execute(
+        comments.insert().values(
+            id=comment_id,
+            account_id=account_id,
+            task_id=task_id,
+            author_id=author_id,
+            body=body,
+            is_system=is_system,
+            created_at=now,
+        )
+    )
+    return comment_id
+
+
+async def get_task(
+    conn: AsyncConnection, account_id: uuid.UUID, task_id: uuid.UUID
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            tasks.select().where(tasks.c.id == task_id, tasks.c.account_id == account_id)
+        )
+    ).first()
+
+
+async def tasks_by_ids(
+    conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    rows = (
+        await conn.execute(
+            tasks.select().where(tasks.c.account_id == account_id, tasks.c.id.in_(ids))
+        )
+    ).all()
+    return {row.id: row for row in rows}
+
+
+async def comments_by_ids(
+    conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row[Any]]:
+    rows = (
+        await conn.execute(
+            comments.select().where(comments.c.account_id == account_id, comments.c.id.in_(ids))
+        )
+    ).all()
+    return {row.id: row for row in rows}
+
+
+async def subscriber_ids_by_task(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    rows = (
+        await conn.execute(
+            sa.select(task_subscribers.c.task_id, task_subscribers.c.person_id)
+            .where(task_subscribers.c.task_id.in_(task_ids))
+            .order_by(task_subscribers.c.task_id, task_subscribers.c.position)
+        )
+    ).all()
+    result: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in task_ids}
+    for row in rows:
+        result[row.task_id].append(row.person_id)
+    return result
+
+
+async def page_tasks(
+    conn: AsyncConnection, account_id: uuid.UUID, *, first: int, after: str | None
+) -> Page:
+    """Newest first."""
+    query = tasks.select().where(tasks.c.account_id == account_id)
+    if after is not None:
+        created_at, row_id = decode_cursor(after)
+        query = query.where(sa.tuple_(tasks.c.created_at, tasks.c.id) < (created_at, row_id))
+    rows = (
+        await conn.execute(
+            query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(first + 1)
+        )
+    ).all()
+    return Page(rows=rows[:first], has_next=len(rows) > first)
+
+
+async def page_comments(
+    conn: AsyncConnection,
+    task_id: uuid.UUID,
+    *,
+    include_system: bool,
+    first: int,
+    after: str | None,
+) -> Page:
+    """Oldest first, as an activity feed reads."""
+    query = comments.select().where(comments.c.task_id == task_id)
+    if not include_system:
+        query = query.where(comments.c.is_system.is_(False))
+    if after is not None:
+        created_at, row_id = decode_cursor(after)
+        query = query.where(sa.tuple_(comments.c.created_at, comments.c.id) > (created_at, row_id))
+    rows = (
+        await conn.execute(query.order_by(comments.c.created_at, comments.c.id).limit(first + 1))
+    ).all()
+    return Page(rows=rows[:first], has_next=len(rows) > first)
+
+
+@dataclass(frozen=True)
+class NotificationContent:
+    task_title: str
+    comment_body: str | None
+    author_name: str | None
+
+
+async def notification_content(
+    conn: AsyncConnection, task_id: uuid.UUID, comment_id: uuid.UUID | None
+) -> NotificationContent:
+    """What a notification says: the task's title and, for a comment, its text and author."""
+    title = (await conn.execute(sa.select(tasks.c.title).where(tasks.c.id == task_id))).scalar_one()
+    if comment_id is None:
+        return NotificationContent(task_title=title, comment_body=None, author_name=None)
+    row = (
+        await conn.execute(
+            sa.select(comments.c.body, people.c.name)
+            .select_from(comments.outerjoin(people, people.c.id == comments.c.author_id))
+            .where(comments.c.id == comment_id)
+        )
+    ).one()
+    return NotificationContent(task_title=title, comment_body=row.body, author_name=row.name)

@@ -1,0 +1,170 @@
+"""Beacon's command line: serve (the default), worker, migrate, create-account."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from common.domain import Plan
+from common.settings import Settings
+
+log = logging.getLogger("beacon")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def _create_account(settings: Settings, name: str, plan: Plan, email: str) -> dict[str, str]:
+    from db.accounts import create_account
+    from db.engine import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.write() as conn:
+            created = await create_account(conn, name=name, plan=plan, email=email)
+    finally:
+        await db.dispose()
+    return {
+        "account_id": str(created.account_id),
+        "person_id": str(created.person_id),
+        "token": created.token,
+    }
+
+
+async def _demo_account_if_none(settings: Settings) -> dict[str, str] | None:
+    from db.accounts import count_accounts
+    from db.engine import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as conn:
+            if await count_accounts(conn) > 0:
+                return None
+    finally:
+        await db.dispose()
+    return await _create_account(settings, "Demo", Plan.PREMIUM, "demo@example.com")
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from db.migrate import upgrade_sync
+
+    upgrade_sync(settings.database_url)
+    print("migrated to the latest schema")
+    return 0
+
+
+def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
+    from resolvers.mutations import validate_email
+
+    try:
+        email = validate_email(args.email)
+    except Exception as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.name.strip() or email is None:
+        print("error: --name and --email must not be empty", file=sys.stderr)
+        return 2
+    created = asyncio.run(_create_account(settings, args.name.strip(), Plan(args.plan), email))
+    print(json.dumps(created))
+    return 0
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from db.migrate import upgrade_sync
+    from web.app import create_app
+
+    if settings.is_sqlite:
+        # The embedded default sets itself up; on PostgreSQL operators run `migrate`.
+        upgrade_sync(settings.database_url)
+        demo = asyncio.run(_demo_account_if_none(settings))
+        if demo is not None:
+            base = settings.public_base_url
+            print(
+                "\nBeacon is ready. A demo account (PREMIUM) was created.\n"
+                f"  sign-in token : {demo['token']}\n"
+                f"  dashboard     : {base}/\n"
+                f"  GraphiQL      : {base}/graphql"
+                "  (header: Authorization: Bearer <token>)\n"
+                + (f"  mailbox       : {base}/mailbox\n" if settings.embedded else ""),
+                flush=True,
+            )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from common.broadcast import create_broadcast
+    from db.engine import Database
+    from sending.worker import Worker
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        broadcast = create_broadcast(settings.broadcast_url)
+        await broadcast.connect()
+        worker = Worker(db, broadcast, settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        try:
+            await worker.run()
+        finally:
+            await broadcast.disconnect()
+            await db.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description="Beacon: tracks the delivery of task and comment notifications.",
+        epilog="Settings come from environment variables (DATABASE_URL, SMTP_URL, ...): "
+        "see README.md.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the API server (the default)")
+    serve.set_defaults(func=cmd_serve)
+    worker = commands.add_parser("worker", help="run a send worker (for EMBEDDED_WORKER=0)")
+    worker.set_defaults(func=cmd_worker)
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+    create = commands.add_parser(
+        "create-account",
+        help="create an account with its first employee; prints JSON with the API token",
+    )
+    create.add_argument("--name", required=True, help="the account's name")
+    create.add_argument("--plan", required=True, choices=[plan.value for plan in Plan])
+    create.add_argument("--email", required=True, help="the first employee's email")
+    create.set_defaults(func=cmd_create_account)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["serve"])
+    _setup_logging()
+    settings = Settings.from_env()
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Pixel tokens: an unguessable message key plus an HMAC over it.
+
+The token carries only the message's random pixel id (never an address or a sequential
+id), and the MAC lets the endpoint reject a forged token without touching the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+_ID_BYTES = 16
+_MAC_BYTES = 16
+_CONTEXT = b"beacon.pixel.v1:"
+
+
+def _mac(key: bytes, raw_id: bytes) -> bytes:
+    return hmac.new(key, _CONTEXT + raw_id, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def sign(pixel_id: str, key: bytes) -> str:
+    raw_id = bytes.fromhex(pixel_id)
+    if len(raw_id) != _ID_BYTES:
+        raise ValueError("a pixel id is 16 bytes of hex")
+    return base64.urlsafe_b64encode(raw_id + _mac(key, raw_id)).rstrip(b"=").decode()
+
+
+def verify(token: str, key: bytes) -> str | None:
+    """The pixel id a genuine token carries, or None for anything else."""
+    if len(token) != 43:  # base64url of 32 bytes, unpadded
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=")
+    except (binascii.Error, ValueError):
+        return None
+    raw_id, mac = raw[:_ID_BYTES], raw[_ID_BYTES:]
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, raw_id)):
+        return None
+    return raw_id.hex()

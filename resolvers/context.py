@@ -1,0 +1,105 @@
+"""The per-request (or per-websocket) context: services, the signed-in viewer, loaders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster import Broadcast
+from sqlalchemy.engine import Row
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info as StrawberryInfo
+
+from common.domain import Plan
+from common.settings import Settings
+from db import accounts as db_accounts
+from db.accounts import Viewer
+from db.engine import Database
+from resolvers.errors import bad_input, plan_required, unauthenticated
+from resolvers.loaders import Loaders
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the API needs from the running process."""
+
+    db: Database
+    broadcast: Broadcast
+    settings: Settings
+    wake_worker: Callable[[], None]
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Request | WebSocket
+    response: Response | None
+    viewer: Viewer | None = None
+    # Set by strawberry from the websocket's connection_init payload.
+    connection_params: Mapping[str, Any] | None = None
+    _loaders: Loaders | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    def require_viewer(self) -> Viewer:
+        if self.viewer is None:
+            raise unauthenticated()
+        return self.viewer
+
+    @property
+    def loaders(self) -> Loaders:
+        viewer = self.require_viewer()
+        if self._loaders is None:
+            self._loaders = Loaders(self.db, viewer.account_id)
+        return self._loaders
+
+    def reset_loaders(self) -> None:
+        """Forget cached rows: a subscription's next event must see fresh data."""
+        self._loaders = None
+
+    async def account(self) -> Row[Any]:
+        """The viewer's account, read once per request (or per subscription event)."""
+        viewer = self.require_viewer()
+        account = await self.loaders.account.load(viewer.account_id)
+        assert account is not None, "a token's account is never deleted while in use"
+        return account
+
+    async def tracking_allowed(self) -> bool:
+        return Plan((await self.account()).plan).tracks_delivery
+
+    async def require_tracking(self) -> None:
+        if not await self.tracking_allowed():
+            raise plan_required()
+
+
+Info = StrawberryInfo[Context, None]
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise bad_input(f"'{value}' is not a valid {what} id.", field="id") from None
+
+
+def bearer_token(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(db: Database, authorization: str | None) -> Viewer | None:
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    async with db.read() as conn:
+        return await db_accounts.viewer_for_token(conn, token)

@@ -1,0 +1,27 @@
+"""GraphQL errors that carry `extensions.code`, so clients can branch on them."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+
+def _error(code: str, message: str, **extensions: object) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code, **extensions})
+
+
+def unauthenticated() -> GraphQLError:
+    return _error(
+        "UNAUTHENTICATED", "Sign in: send 'Authorization: Bearer <token>' with a valid API token."
+    )
+
+
+def not_found(what: str) -> GraphQLError:
+    return _error("NOT_FOUND", f"No {what} with this id in your account.")
+
+
+def bad_input(message: str, field: str | None = None) -> GraphQLError:
+    return _error("BAD_USER_INPUT", message, **({"field": field} if field else {}))
+
+
+def plan_required() -> GraphQLError:
+    return _error("PLAN_REQUIRED", "Delivery tracking is available on the PAID and PREMIUM plans.")

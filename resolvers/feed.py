@@ -1,0 +1,131 @@
+"""Reading the viewer's tasks, comments and their delivery status."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from db import accounts as db_accounts
+from db import deliveries as db_deliveries
+from db import tasks as db_tasks
+from resolvers.context import Info, parse_id
+from resolvers.errors import bad_input, not_found
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if not 0 <= first <= MAX_PAGE:
+        raise bad_input(f"'first' must be between 0 and {MAX_PAGE}.", field="first")
+    return first
+
+
+async def account(info: Info) -> Row[Any]:
+    return await info.context.account()
+
+
+async def viewer(info: Info) -> Row[Any]:
+    person = await info.context.loaders.person.load(info.context.require_viewer().person_id)
+    assert person is not None, "a token's person is never deleted while in use"
+    return person
+
+
+async def people(info: Info) -> Sequence[Row[Any]]:
+    async with info.context.db.read() as conn:
+        return await db_accounts.list_people(conn, info.context.require_viewer().account_id)
+
+
+async def task(info: Info, task_id: str) -> Row[Any] | None:
+    return await info.context.loaders.task.load(parse_id(task_id, "task"))
+
+
+async def require_task(info: Info, task_id: str) -> Row[Any]:
+    row = await task(info, task_id)
+    if row is None:
+        raise not_found("task")
+    return row
+
+
+async def fresh_task(info: Info, task_id: uuid.UUID) -> Row[Any]:
+    """A task just written, read past the loaders' cache."""
+    info.context.reset_loaders()
+    row = await info.context.loaders.task.load(task_id)
+    assert row is not None
+    return row
+
+
+async def fresh_comment(info: Info, comment_id: uuid.UUID) -> Row[Any]:
+    async with info.context.db.read() as conn:
+        rows = await db_tasks.comments_by_ids(
+            conn, info.context.require_viewer().account_id, [comment_id]
+        )
+    info.context.reset_loaders()
+    return rows[comment_id]
+
+
+async def tasks_page(info: Info, first: int | None, after: str | None) -> db_tasks.Page:
+    viewer_ = info.context.require_viewer()
+    try:
+        async with info.context.db.read() as conn:
+            return await db_tasks.page_tasks(
+                conn, viewer_.account_id, first=page_size(first), after=after
+            )
+    except db_tasks.InvalidCursor as error:
+        raise bad_input(str(error), field="after") from None
+
+
+async def comments_page(
+    info: Info, task_id: uuid.UUID, include_system: bool, first: int | None, after: str | None
+) -> db_tasks.Page:
+    try:
+        async with info.context.db.read() as conn:
+            return await db_tasks.page_comments(
+                conn, task_id, include_system=include_system, first=page_size(first), after=after
+            )
+    except db_tasks.InvalidCursor as error:
+        raise bad_input(str(error), field="after") from None
+
+
+async def subscribers(info: Info, task_id: uuid.UUID) -> list[Row[Any]]:
+    ids = await info.context.loaders.subscriber_ids.load(task_id)
+    rows = await info.context.loaders.person.load_many(ids)
+    return [row for row in rows if row is not None]
+
+
+async def task_deliveries(info: Info, task_id: uuid.UUID) -> list[Row[Any]] | None:
+    """The deliveries behind a task's icon; None where the plan has no tracking."""
+    if not await info.context.tracking_allowed():
+        return None
+    return await info.context.loaders.task_deliveries.load(task_id)
+
+
+async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> list[Row[Any]] | None:
+    if not await info.context.tracking_allowed():
+        return None
+    return await info.context.loaders.comment_deliveries.load(comment_id)
+
+
+async def status_rows_for(info: Info, delivery: Row[Any]) -> list[Row[Any]]:
+    """All deliveries of the task or comment this delivery belongs to."""
+    if delivery.comment_id is not None:
+        return await info.context.loaders.comment_deliveries.load(delivery.comment_id)
+    return await info.context.loaders.task_deliveries.load(delivery.task_id)
+
+
+async def delivery(info: Info, delivery_id: str) -> Row[Any] | None:
+    """A delivery of the viewer's account; a clear error on a plan without tracking."""
+    parsed = parse_id(delivery_id, "delivery")
+    async with info.context.db.read() as conn:
+        row = await db_deliveries.get_delivery(
+            conn, info.context.require_viewer().account_id, parsed
+        )
+    if row is None:
+        return None
+    await info.context.require_tracking()
+    return row

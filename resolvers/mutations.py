@@ -1,0 +1,241 @@
+"""Writing: people, tasks, comments, resends, account settings.
+
+Each mutation validates first, then writes in one transaction, then publishes what
+changed and wakes the in-process worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from channels.email import SmtpServer
+from common.broadcast import publish_changes
+from common.domain import DeliveryState, NotificationKind, PersonKind
+from db import accounts as db_accounts
+from db import deliveries as db_deliveries
+from db import outbox
+from db import tasks as db_tasks
+from db.notify import enqueue_notification
+from resolvers.context import Info, parse_id
+from resolvers.errors import bad_input, not_found
+
+MAX_NAME = 200
+MAX_TITLE = 500
+MAX_BODY = 20_000
+_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _text(value: str, field: str, limit: int) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise bad_input(f"'{field}' must not be empty.", field=field)
+    if len(cleaned) > limit:
+        raise bad_input(f"'{field}' is longer than {limit} characters.", field=field)
+    return cleaned
+
+
+def _optional(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def validate_email(value: str | None) -> str | None:
+    email = _optional(value)
+    if email is None:
+        return None
+    if len(email) > 320 or not _EMAIL.match(email) or parseaddr(email)[1] != email:
+        raise bad_input(f"'{email}' is not an email address.", field="email")
+    return email
+
+
+def message_id_domain(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    return address.rpartition("@")[2] or "beacon.localhost"
+
+
+@dataclass(frozen=True)
+class PersonFields:
+    kind: PersonKind
+    name: str
+    email: str | None
+    telegram_chat_id: str | None
+    phone: str | None
+    webhook_url: str | None
+
+
+async def add_person(info: Info, fields: PersonFields) -> Row[Any]:
+    viewer = info.context.require_viewer()
+    name = _text(fields.name, "name", MAX_NAME)
+    email = validate_email(fields.email)
+    async with info.context.db.write() as conn:
+        return await db_accounts.add_person(
+            conn,
+            account_id=viewer.account_id,
+            kind=fields.kind,
+            name=name,
+            email=email,
+            telegram_chat_id=_optional(fields.telegram_chat_id),
+            phone=_optional(fields.phone),
+            webhook_url=_optional(fields.webhook_url),
+        )
+
+
+async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
+    parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
+    found = await info.context.loaders.person.load_many(parsed)
+    missing = [str(pid) for pid, row in zip(parsed, found, strict=True) if row is None]
+    if missing:
+        raise bad_input(
+            f"No person with id {', '.join(missing)} in your account.", field="subscriberIds"
+        )
+    return [row for row in found if row is not None]
+
+
+async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> uuid.UUID:
+    viewer = info.context.require_viewer()
+    title = _text(title, "title", MAX_TITLE)
+    subscribers = await _subscribers(info, subscriber_ids)
+    account = await info.context.account()
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        task_id = await db_tasks.insert_task(
+            conn,
+            account_id=viewer.account_id,
+            title=title,
+            created_by=viewer.person_id,
+            subscriber_ids=[row.id for row in subscribers],
+            now=now,
+        )
+        changes = await enqueue_notification(
+            conn,
+            account=account,
+            task_id=task_id,
+            comment_id=None,
+            kind=NotificationKind.TASK_CREATED,
+            recipients=[row for row in subscribers if row.id != viewer.person_id],
+            message_id_domain=message_id_domain(info.context.services.settings.mail_from),
+            now=now,
+        )
+    await _after_write(info, changes)
+    return task_id
+
+
+async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
+    viewer = info.context.require_viewer()
+    body = _text(body, "body", MAX_BODY)
+    task = await info.context.loaders.task.load(parse_id(task_id, "task"))
+    if task is None:
+        raise not_found("task")
+    account = await info.context.account()
+    subscriber_ids = await info.context.loaders.subscriber_ids.load(task.id)
+    recipients = [
+        row
+        for row in await info.context.loaders.person.load_many(subscriber_ids)
+        if row is not None and row.id != viewer.person_id
+    ]
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        comment_id = await db_tasks.insert_comment(
+            conn,
+            account_id=viewer.account_id,
+            task_id=task.id,
+            author_id=viewer.person_id,
+            body=body,
+            is_system=False,
+            now=now,
+        )
+        changes = await enqueue_notification(
+            conn,
+            account=account,
+            task_id=task.id,
+            comment_id=comment_id,
+            kind=NotificationKind.COMMENT_ADDED,
+            recipients=recipients,
+            message_id_domain=message_id_domain(info.context.services.settings.mail_from),
+            now=now,
+        )
+    await _after_write(info, changes)
+    return comment_id
+
+
+async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
+    viewer = info.context.require_viewer()
+    parsed = parse_id(delivery_id, "delivery")
+    await info.context.require_tracking()
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+        if row is None:
+            raise not_found("delivery")
+        if row.state != DeliveryState.FAILED.value:
+            raise bad_input(
+                f"Only a failed delivery can be resent; this one is {row.state}.", field="id"
+            )
+        # A new attempt series: the old attempts and error stay in the event history.
+        await db_deliveries.transition(
+            conn,
+            [row.id],
+            DeliveryState.QUEUED,
+            {
+                "attempts": 0,
+                "failed_at": None,
+                "error_code": None,
+                "error_message": None,
+                "error_permanent": None,
+            },
+        )
+        await db_deliveries.add_event(conn, [row.id], "resend_requested", now)
+        await outbox.enqueue(conn, row.message_id, now)
+        updated = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+    assert updated is not None
+    await _after_write(info, [db_deliveries.change_of(updated)])
+    return updated
+
+
+@dataclass(frozen=True)
+class AccountChanges:
+    open_tracking: bool | None
+    show_all_recipients: bool | None
+    smtp_relay: str | None
+    smtp_relay_given: bool
+
+
+async def update_account(info: Info, changes: AccountChanges) -> Row[Any]:
+    viewer = info.context.require_viewer()
+    values: dict[str, Any] = {}
+    if changes.open_tracking is not None:
+        values["open_tracking"] = changes.open_tracking
+    if changes.show_all_recipients is not None:
+        values["show_all_recipients"] = changes.show_all_recipients
+    if changes.smtp_relay_given:
+        relay = _optional(changes.smtp_relay)
+        if relay is not None:
+            try:
+                SmtpServer.from_url(relay)
+            except ValueError as error:
+                raise bad_input(str(error), field="smtpRelay") from None
+        values["smtp_relay"] = relay
+    async with info.context.db.write() as conn:
+        row = await db_accounts.update_account(conn, viewer.account_id, values)
+    info.context.reset_loaders()
+    return row
+
+
+async def _after_write(info: Info, changes: Sequence[Any]) -> None:
+    services = info.context.services
+    if changes:
+        services.wake_worker()
+    await publish_changes(services.broadcast, changes)

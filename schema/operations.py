@@ -1,0 +1,146 @@
+"""The root types: Query, Mutation, Subscription, and their inputs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from common import domain
+from resolvers import feed, mutations, subscriptions
+from resolvers.context import Info
+from schema.types import (
+    Account,
+    Comment,
+    Connection,
+    Delivery,
+    DeliveryStatus,
+    DeliveryUpdate,
+    Person,
+    Task,
+    id_of,
+    task_connection,
+)
+
+
+@strawberry.input
+class AddPersonInput:
+    name: str
+    kind: domain.PersonKind = domain.PersonKind.CONTACT
+    email: str | None = None
+    telegram_chat_id: str | None = None
+    phone: str | None = None
+    webhook_url: str | None = None
+
+
+@strawberry.input
+class CreateTaskInput:
+    title: str
+    subscriber_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class AddCommentInput:
+    task_id: strawberry.ID
+    body: str
+
+
+@strawberry.input
+class UpdateAccountInput:
+    open_tracking: bool | None = None
+    show_all_recipients: bool | None = None
+    smtp_relay: str | None = strawberry.UNSET
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def viewer(self, info: Info) -> Person:
+        return Person.from_row(await feed.viewer(info))
+
+    @strawberry.field
+    async def account(self, info: Info) -> Account:
+        return Account.from_row(await feed.account(info))
+
+    @strawberry.field
+    async def people(self, info: Info) -> list[Person]:
+        return [Person.from_row(row) for row in await feed.people(info)]
+
+    @strawberry.field
+    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+        row = await feed.task(info, id)
+        return Task(row=row) if row is not None else None
+
+    @strawberry.field
+    async def tasks(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Task]:
+        page = await feed.tasks_page(info, first, after)
+        return task_connection(page.rows, page.has_next)
+
+    @strawberry.field
+    async def delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:
+        row = await feed.delivery(info, id)
+        return Delivery(row=row) if row is not None else None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def add_person(self, info: Info, input: AddPersonInput) -> Person:
+        row = await mutations.add_person(
+            info,
+            mutations.PersonFields(
+                kind=domain.PersonKind(input.kind),
+                name=input.name,
+                email=input.email,
+                telegram_chat_id=input.telegram_chat_id,
+                phone=input.phone,
+                webhook_url=input.webhook_url,
+            ),
+        )
+        return Person.from_row(row)
+
+    @strawberry.mutation
+    async def create_task(self, info: Info, input: CreateTaskInput) -> Task:
+        task_id = await mutations.create_task(info, input.title, input.subscriber_ids)
+        return Task(row=await feed.fresh_task(info, task_id))
+
+    @strawberry.mutation
+    async def add_comment(self, info: Info, input: AddCommentInput) -> Comment:
+        comment_id = await mutations.add_comment(info, input.task_id, input.body)
+        return Comment(row=await feed.fresh_comment(info, comment_id))
+
+    @strawberry.mutation
+    async def resend_delivery(self, info: Info, id: strawberry.ID) -> Delivery:
+        return Delivery(row=await mutations.resend_delivery(info, id))
+
+    @strawberry.mutation
+    async def update_account(self, info: Info, input: UpdateAccountInput) -> Account:
+        row = await mutations.update_account(
+            info,
+            mutations.AccountChanges(
+                open_tracking=input.open_tracking,
+                show_all_recipients=input.show_all_recipients,
+                smtp_relay=input.smtp_relay if input.smtp_relay is not strawberry.UNSET else None,
+                smtp_relay_given=input.smtp_relay is not strawberry.UNSET,
+            ),
+        )
+        return Account.from_row(row)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def delivery_updated(
+        self, info: Info, task_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[DeliveryUpdate, None]:
+        async for update in subscriptions.delivery_updates(info, task_id):
+            status = DeliveryStatus.from_rows(update.status_rows)
+            assert status is not None, "the changed delivery is among its target's"
+            yield DeliveryUpdate(
+                delivery=Delivery(row=update.delivery),
+                task_id=strawberry.ID(str(update.delivery.task_id)),
+                comment_id=id_of(update.delivery.comment_id),
+                status=status,
+            )

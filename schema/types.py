@@ -1,0 +1,295 @@
+"""GraphQL object types (DESIGN.md section 5). Built from database rows; every list
+below a field goes through a DataLoader in resolvers/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from sqlalchemy.engine import Row
+
+from common import domain
+from db.tasks import encode_cursor
+from resolvers import feed
+from resolvers.context import Info
+
+# The domain's enums are the GraphQL enums: registered here, used as they are.
+for _enum in (domain.DeliveryState, domain.Channel, domain.Plan, domain.PersonKind):
+    strawberry.enum(_enum)
+
+N = TypeVar("N")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[N]):
+    node: N
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    page_info: PageInfo
+
+
+@strawberry.type
+class Account:
+    id: strawberry.ID
+    name: str
+    plan: domain.Plan
+    open_tracking: bool
+    show_all_recipients: bool
+    smtp_relay: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Account:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            plan=domain.Plan(row.plan),
+            open_tracking=row.open_tracking,
+            show_all_recipients=row.show_all_recipients,
+            smtp_relay=row.smtp_relay,
+        )
+
+
+@strawberry.type
+class Person:
+    id: strawberry.ID
+    kind: domain.PersonKind
+    name: str
+    email: str | None
+    telegram_chat_id: str | None
+    phone: str | None
+    webhook_url: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Person:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            kind=domain.PersonKind(row.kind),
+            name=row.name,
+            email=row.email,
+            telegram_chat_id=row.telegram_chat_id,
+            phone=row.phone,
+            webhook_url=row.webhook_url,
+        )
+
+
+@strawberry.type
+class DeliveryError:
+    code: str
+    message: str
+    permanent: bool
+
+
+@strawberry.type
+class DeliveryEvent:
+    type: str
+    at: dt.datetime
+    detail: str | None
+
+
+@strawberry.type
+class Delivery:
+    row: strawberry.Private[Row[Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field
+    async def recipient(self, info: Info) -> Person:
+        person = await info.context.loaders.person.load(self.row.recipient_id)
+        assert person is not None, "a delivery's recipient is in its account"
+        return Person.from_row(person)
+
+    @strawberry.field
+    def channel(self) -> domain.Channel:
+        return domain.Channel(self.row.channel)
+
+    @strawberry.field
+    def address(self) -> str:
+        return str(self.row.address)
+
+    @strawberry.field
+    def state(self) -> domain.DeliveryState:
+        return domain.DeliveryState(self.row.state)
+
+    @strawberry.field
+    def attempts(self) -> int:
+        return int(self.row.attempts)
+
+    @strawberry.field
+    def queued_at(self) -> dt.datetime:
+        return self.row.queued_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def sent_at(self) -> dt.datetime | None:
+        return self.row.sent_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def failed_at(self) -> dt.datetime | None:
+        return self.row.failed_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def read_at(self) -> dt.datetime | None:
+        return self.row.read_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def accepted_by(self) -> str | None:
+        return self.row.accepted_by  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def error(self) -> DeliveryError | None:
+        if self.row.error_code is None:
+            return None
+        return DeliveryError(
+            code=self.row.error_code,
+            message=self.row.error_message or "",
+            permanent=bool(self.row.error_permanent),
+        )
+
+    @strawberry.field
+    async def events(self, info: Info) -> list[DeliveryEvent]:
+        rows = await info.context.loaders.events.load(self.row.id)
+        return [DeliveryEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
+
+
+@strawberry.type
+class DeliveryStatus:
+    state: domain.DeliveryState
+    total: int
+    queued: int
+    sent: int
+    failed: int
+    read: int
+    deliveries: list[Delivery]
+
+    @classmethod
+    def from_rows(cls, rows: list[Row[Any]] | None) -> DeliveryStatus | None:
+        if rows is None:
+            return None
+        summary = domain.summarize(domain.DeliveryState(row.state) for row in rows)
+        if summary is None:
+            return None
+        return cls(
+            state=summary.state,
+            total=summary.total,
+            queued=summary.queued,
+            sent=summary.sent,
+            failed=summary.failed,
+            read=summary.read,
+            deliveries=[Delivery(row=row) for row in rows],
+        )
+
+
+@strawberry.type
+class Task:
+    row: strawberry.Private[Row[Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field
+    def title(self) -> str:
+        return str(self.row.title)
+
+    @strawberry.field
+    def created_at(self) -> dt.datetime:
+        return self.row.created_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def subscribers(self, info: Info) -> list[Person]:
+        return [Person.from_row(row) for row in await feed.subscribers(info, self.row.id)]
+
+    @strawberry.field
+    async def delivery_status(self, info: Info) -> DeliveryStatus | None:
+        return DeliveryStatus.from_rows(await feed.task_deliveries(info, self.row.id))
+
+    @strawberry.field
+    async def comments(
+        self,
+        info: Info,
+        include_system: bool = False,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Comment]:
+        page = await feed.comments_page(info, self.row.id, include_system, first, after)
+        return _connection(page.rows, page.has_next, Comment)
+
+
+@strawberry.type
+class Comment:
+    row: strawberry.Private[Row[Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field
+    async def task(self, info: Info) -> Task:
+        row = await info.context.loaders.task.load(self.row.task_id)
+        assert row is not None, "a comment's task is in its account"
+        return Task(row=row)
+
+    @strawberry.field
+    async def author(self, info: Info) -> Person | None:
+        if self.row.author_id is None:
+            return None
+        row = await info.context.loaders.person.load(self.row.author_id)
+        return Person.from_row(row) if row is not None else None
+
+    @strawberry.field
+    def body(self) -> str:
+        return str(self.row.body)
+
+    @strawberry.field
+    def is_system(self) -> bool:
+        return bool(self.row.is_system)
+
+    @strawberry.field
+    def created_at(self) -> dt.datetime:
+        return self.row.created_at  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def delivery_status(self, info: Info) -> DeliveryStatus | None:
+        return DeliveryStatus.from_rows(await feed.comment_deliveries(info, self.row.id))
+
+
+@strawberry.type
+class DeliveryUpdate:
+    delivery: Delivery
+    task_id: strawberry.ID
+    comment_id: strawberry.ID | None
+    status: DeliveryStatus
+
+
+def _connection(
+    rows: Sequence[Row[Any]], has_next: bool, node_type: Callable[..., N]
+) -> Connection[N]:
+    edges = [
+        Edge(node=node_type(row=row), cursor=encode_cursor(row.created_at, row.id)) for row in rows
+    ]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+    )
+
+
+def task_connection(rows: Sequence[Row[Any]], has_next: bool) -> Connection[Task]:
+    return _connection(rows, has_next, Task)
+
+
+def id_of(value: uuid.UUID | None) -> strawberry.ID | None:
+    return strawberry.ID(str(value)) if value is not None else None

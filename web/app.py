@@ -1,0 +1,78 @@
+"""The ASGI application: GraphQL, the pixel, the mailbox, health; and, in the embedded
+default, the mail catcher and a worker running in the same event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from common.broadcast import create_broadcast
+from common.settings import Settings
+from db.engine import Database
+from mailcatcher.routes import mailbox_routes
+from mailcatcher.server import MailCatcher
+from mailcatcher.store import MailStore
+from pixel.endpoint import pixel_route
+from resolvers.context import Services
+from sending.worker import Worker
+from web.graphql import BeaconGraphQL
+from web.health import health_routes
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    db = Database(settings.database_url)
+    broadcast = create_broadcast(settings.broadcast_url)
+    worker = Worker(db, broadcast, settings) if settings.embedded_worker else None
+    mail_store = MailStore() if settings.embedded else None
+    services = Services(
+        db=db,
+        broadcast=broadcast,
+        settings=settings,
+        wake_worker=worker.wake if worker else lambda: None,
+    )
+    graphql = BeaconGraphQL(services)
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        pixel_route(db, broadcast, settings.secret_key),
+        *health_routes(db),
+    ]
+    if mail_store is not None:
+        routes.extend(mailbox_routes(mail_store))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await broadcast.connect()
+            stack.push_async_callback(broadcast.disconnect)
+            stack.push_async_callback(db.dispose)
+            if mail_store is not None:
+                catcher = MailCatcher(
+                    mail_store, host=settings.mailcatcher_host, port=settings.mailcatcher_port
+                )
+                await catcher.start()
+                stack.push_async_callback(catcher.stop)
+            if worker is not None:
+                task = asyncio.create_task(worker.run(), name="embedded-worker")
+                stack.push_async_callback(_stop_worker, worker, task)
+            yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
+    worker.stop()
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except TimeoutError:
+        log.warning("the embedded worker did not stop in time; its leases will expire")
