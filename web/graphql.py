@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from resolvers.context import Context, Services, authenticate
 from schema import schema
+
+# GraphQL over HTTP: clients that ask for this media type get 4xx for request errors.
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 
 def _authorization(params: Mapping[str, Any] | None) -> str | None:
@@ -23,6 +28,15 @@ def _authorization(params: Mapping[str, Any] | None) -> str | None:
         if key.lower() == "authorization" and isinstance(value, str):
             return value
     return None
+
+
+def _code_for(error: Mapping[str, Any]) -> str:
+    message = str(error.get("message", ""))
+    if "path" in error:
+        return "INTERNAL_SERVER_ERROR"  # masked by MaskUnexpectedErrors
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
 
 
 class BeaconGraphQL(GraphQL[Context, None]):
@@ -47,6 +61,38 @@ class BeaconGraphQL(GraphQL[Context, None]):
                 self.services.db, request.headers.get("authorization")
             )
         return context
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        # create_response() is not given the request; it needs its Accept header.
+        sub_response.graphql_request = request  # type: ignore[attr-defined]
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        errors = cast(list[dict[str, Any]], response.get("errors") or [])
+        for error in errors:
+            error.setdefault("extensions", {}).setdefault("code", _code_for(error))
+        # A request error (unparsable or invalid document): nothing was executed.
+        if result.data is None and errors and all("path" not in e for e in errors):
+            request.state.graphql_request_error = True
+            response.pop("data", None)
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        request: Request | None = getattr(sub_response, "graphql_request", None)
+        if request is not None and GRAPHQL_RESPONSE_JSON in request.headers.get("accept", ""):
+            response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
+            if getattr(request.state, "graphql_request_error", False):
+                response.status_code = 400
+        return response
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         header = context.request.headers.get("authorization")
