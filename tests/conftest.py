@@ -20,21 +20,13 @@ import sqlalchemy as sa
 from db.engine import Database
 from db.migrate import upgrade_sync
 from db.tables import metadata
+from tests.support.services import require_service
 
 pytest_plugins = ["tests.support.fixtures_smtp"]
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-
-
-def require_service(name: str, reason: str) -> None:
-    """Skip locally, fail in CI."""
-    message = f"{name} is not available: {reason}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: services must be up)")
-    pytest.skip(message)
 
 
 async def _postgres_error() -> str | None:

@@ -1,0 +1,374 @@
+"""The email channel: SMTP relay settings, the MIME message and per-recipient results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import html
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from aiosmtplib.email import parse_address
+
+from channels.base import Outcome, RecipientResult
+
+log = logging.getLogger(__name__)
+
+
+def classify_smtp_reply(code: int) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome.ACCEPTED
+    if 500 <= code < 600:
+        return Outcome.PERMANENT
+    # 4xx, and anything a server should not have said, may work on a later attempt.
+    return Outcome.TRANSIENT
+
+
+class Security(enum.StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+_SCHEMES: dict[str, tuple[Security, int]] = {
+    "smtp": (Security.NONE, 25),
+    "smtp+starttls": (Security.STARTTLS, 587),
+    "smtps": (Security.TLS, 465),
+}
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    security: Security = Security.NONE
+    username: str | None = None
+    # Kept out of repr (and so out of str, logs and tracebacks that show the object).
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        # Messages never quote the URL itself: it may carry the password.
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(
+                f"unsupported SMTP URL scheme {scheme!r}: use smtp://, smtp+starttls:// or smtps://"
+            )
+        security, default_port = _SCHEMES[scheme]
+        if not parts.hostname:
+            raise ValueError("SMTP URL has no host, expected e.g. smtp://mail.example.com:25")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("SMTP URL must not have a path, query or fragment")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("SMTP URL has an invalid port (expected 1-65535)") from None
+        if port == 0:
+            raise ValueError("SMTP URL has an invalid port (expected 1-65535)")
+        return cls(
+            host=parts.hostname,
+            port=port or default_port,
+            security=security,
+            username=unquote(parts.username) if parts.username is not None else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+    @property
+    def display(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        scheme = next(name for name, (sec, _) in _SCHEMES.items() if sec is self.security)
+        user = f"{self.username}@" if self.username is not None else ""
+        return f"{scheme}://{user}{self.display}"
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    # A full header value such as "<abc@beacon>", the same on every attempt so that a
+    # duplicate delivery (at-least-once sending) can be recognised.
+    message_id: str
+    from_header: str
+    envelope_from: str
+    to: tuple[str, ...]
+    # The RCPT TO list: a subset of `to`; on a retry only the still-pending addresses.
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+
+
+def build_mime(email: OutgoingEmail) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = email.from_header
+    if email.to:
+        message["To"] = ", ".join(email.to)
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(datetime.now(UTC), usegmt=True)
+    message["Message-ID"] = email.message_id
+    # RFC 3834: tells autoresponders (vacation replies) not to answer notifications.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(email.text, charset="utf-8")
+    message.add_alternative(email.html, subtype="html", charset="utf-8")
+    return message
+
+
+def _reply_text(code: int, text: str) -> str:
+    """Rebuild the server's reply as it was on the wire (aiosmtplib strips the codes)."""
+    lines = text.split("\n") or [""]
+    last = len(lines) - 1
+    return "\n".join(
+        f"{code}{' ' if i == last else '-'}{line}".rstrip() for i, line in enumerate(lines)
+    )
+
+
+# RFC 5321 4.3.1: the greeting starts with the server's domain or address literal.
+_GREETING_HOST = re.compile(r"^(\[[^\]\s]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)$")
+
+
+def _announced_host(greeting: aiosmtplib.SMTPResponse) -> str | None:
+    words = greeting.message.split("\n", 1)[0].split()
+    if words and _GREETING_HOST.match(words[0]):
+        return words[0]
+    return None
+
+
+def _sendable(address: str) -> bool:
+    try:
+        parse_address(address)
+    except ValueError:
+        return False
+    return bool(address.strip())
+
+
+def _all(
+    recipients: Sequence[str], outcome: Outcome, code: str, message: str
+) -> list[RecipientResult]:
+    return [RecipientResult(r, outcome, code, message) for r in recipients]
+
+
+class _Phase(enum.Enum):
+    CONNECT = "connect"
+    TLS = "tls"
+    AUTH = "auth"
+    SEND = "send"
+
+
+class EmailSender:
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        local_hostname: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`timeout` applies to each network step (connect, each command, DATA).
+        `tls_context` replaces the default (system CAs, host name checked), e.g. to
+        trust a private CA."""
+        self._timeout = timeout
+        self._local_hostname = local_hostname
+        self._tls_context = tls_context
+
+    async def send(self, email: OutgoingEmail, server: SmtpServer) -> list[RecipientResult]:
+        """One result per envelope recipient, in order; SMTP and network failures never raise."""
+        if not email.recipients:
+            return []
+        if not _sendable(email.envelope_from):
+            return _all(
+                email.recipients,
+                Outcome.PERMANENT,
+                "INVALID_ADDRESS",
+                f"invalid envelope sender {email.envelope_from!r}",
+            )
+        # An address that cannot go on a RCPT line fails alone instead of sinking the batch
+        # (aiosmtplib validates the whole list up front and raises ValueError).
+        valid = [r for r in email.recipients if _sendable(r)]
+        by_address: dict[str, RecipientResult] = {}
+        if valid:
+            for result in await self._transact(email, valid, server):
+                by_address[result.address] = result
+                if result.outcome is not Outcome.ACCEPTED:
+                    log.info(
+                        "email %s to %s via %s: %s %s",
+                        email.message_id,
+                        result.address,
+                        server.display,
+                        result.outcome,
+                        result.code,
+                    )
+        return [
+            by_address.get(r)
+            or RecipientResult(
+                r, Outcome.PERMANENT, "INVALID_ADDRESS", f"invalid recipient address {r!r}"
+            )
+            for r in email.recipients
+        ]
+
+    async def _local_name(self) -> str:
+        # aiosmtplib would look this up (socket.getfqdn, possibly slow DNS) on every
+        # connection; once per sender is enough.
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        return self._local_hostname
+
+    async def _transact(
+        self, email: OutgoingEmail, recipients: list[str], server: SmtpServer
+    ) -> list[RecipientResult]:
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            use_tls=server.security is Security.TLS,
+            # STARTTLS is done explicitly below so that "not offered" is reported as such;
+            # smtp:// never upgrades (no opportunistic TLS).
+            start_tls=False,
+            timeout=self._timeout,
+            local_hostname=await self._local_name(),
+            tls_context=self._tls_context,
+        )
+        phase = _Phase.CONNECT
+        try:
+            greeting = await client.connect()
+            accepted_by = _announced_host(greeting) or server.host
+            if server.security is Security.STARTTLS:
+                phase = _Phase.TLS
+                await client.ehlo()
+                if not client.supports_extension("starttls"):
+                    await _quit_quietly(client)
+                    return _all(
+                        recipients,
+                        Outcome.TRANSIENT,
+                        "TLS_ERROR",
+                        f"{server.display} does not offer STARTTLS",
+                    )
+                await client.starttls()
+            if server.username is not None:
+                phase = _Phase.AUTH
+                await client.login(server.username, server.password or "")
+            phase = _Phase.SEND
+            refused, data_reply = await client.send_message(
+                build_mime(email), sender=email.envelope_from, recipients=recipients
+            )
+            results = [
+                _refused(r, refused[r].code, refused[r].message)
+                if r in refused
+                else RecipientResult(
+                    r, Outcome.ACCEPTED, "250", _reply_text(250, data_reply), accepted_by
+                )
+                for r in recipients
+            ]
+            await _quit_quietly(client)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = {err.recipient: err for err in exc.recipients}
+            results = [_refused(r, codes[r].code, codes[r].message) for r in recipients]
+            await _quit_quietly(client)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            results = _failure(recipients, exc, phase, server)
+            await _quit_quietly(client)
+        finally:
+            client.close()
+        return results
+
+
+def _refused(address: str, code: int, text: str) -> RecipientResult:
+    if code < 0:
+        # aiosmtplib's code for a reply it could not parse; `text` describes it.
+        return RecipientResult(address, Outcome.TRANSIENT, "INVALID_RESPONSE", text)
+    return RecipientResult(address, classify_smtp_reply(code), str(code), _reply_text(code, text))
+
+
+def _failure(
+    recipients: list[str], exc: Exception, phase: _Phase, server: SmtpServer
+) -> list[RecipientResult]:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # A reply to EHLO, AUTH, MAIL FROM or DATA (or a 4xx/5xx greeting) concerns
+        # every recipient of this transaction.
+        text = _redact(exc.message, server.password)
+        return [_refused(r, exc.code, text) for r in recipients]
+    code, description = _network_failure(exc, phase)
+    message = _redact(f"{server.display}: {description}", server.password)
+    return _all(recipients, Outcome.TRANSIENT, code, message)
+
+
+def _network_failure(exc: Exception, phase: _Phase) -> tuple[str, str]:
+    cause = exc.__cause__
+    description = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):  # includes aiosmtplib's timeout errors
+        return "TIMEOUT", description
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        return "TLS_ERROR", str(cause) if isinstance(cause, ssl.SSLError) else description
+    if isinstance(exc, ConnectionRefusedError) or isinstance(cause, ConnectionRefusedError):
+        return "CONNECTION_REFUSED", "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return "HOST_NOT_FOUND", f"host name lookup failed: {cause}"
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected) or isinstance(
+        cause, aiosmtplib.SMTPServerDisconnected
+    ):
+        return "DISCONNECTED", description
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        return "CONNECTION_FAILED", description
+    if isinstance(exc, OSError):
+        return "DISCONNECTED", description
+    # aiosmtplib raises plain SMTPException (no reply code) for things it refuses to do.
+    symbolic = {_Phase.TLS: "TLS_ERROR", _Phase.AUTH: "AUTH_ERROR"}.get(phase, "SMTP_ERROR")
+    return symbolic, description
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "********") if secret else text
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    # The outcome is already decided; a failed QUIT must not change it.
+    if client.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+
+
+def render_notification(
+    task_title: str,
+    comment_body: str | None,
+    author_name: str | None,
+    pixel_url: str | None,
+) -> tuple[str, str, str]:
+    """(subject, text, html) for a task or comment notification."""
+    # Header values cannot contain line breaks; a title typed with one must still send.
+    title_line = " ".join(task_title.split())
+    title = html.escape(task_title)
+    style = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
+    if comment_body is None:
+        subject = f"[Beacon] New task: {title_line}"
+        who = f"{author_name} created a new task" if author_name else "A new task was created"
+        text = f"{who}: {task_title}\n"
+        body = f"<p>{html.escape(who)}: <strong>{title}</strong></p>"
+    else:
+        subject = f"[Beacon] {title_line}"
+        who = author_name or "Someone"
+        text = f"{who} commented on {task_title}:\n\n{comment_body}\n"
+        body = (
+            f"<p><strong>{html.escape(who)}</strong> commented on <strong>{title}</strong>:</p>\n"
+            f'<div style="white-space:pre-wrap">{html.escape(comment_body)}</div>'
+        )
+    document = (
+        f'<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8">'
+        f"<title>{html.escape(subject)}</title>\n"
+        f'<div style="{style}">\n{body}\n</div>'
+    )
+    if pixel_url is not None:
+        # Last in the body so that it loads only once the message has been displayed.
+        document += (
+            f'\n<img src="{html.escape(pixel_url)}" width="1" height="1" alt=""'
+            ' style="display:block;border:0">'
+        )
+    return subject, text, document
