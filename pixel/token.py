@@ -38,4 +38,8 @@ def verify(token: str, key: bytes) -> str | None:
     raw_id, mac = raw[:_ID_BYTES], raw[_ID_BYTES:]
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(key, raw_id)):
         return None
+    # The last character also carries two unused bits: accept only the one spelling,
+    # so that one open is never counted under two different URLs.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+        return None
     return raw_id.hex()
