@@ -145,6 +145,10 @@ class Delivery:
     def read_at(self) -> dt.datetime | None:
         return self.row.read_at  # type: ignore[no-any-return]
 
+    @strawberry.field(description="How many times the email's pixel was loaded.")
+    def open_count(self) -> int:
+        return int(self.row.open_count)
+
     @strawberry.field
     def accepted_by(self) -> str | None:
         return self.row.accepted_by  # type: ignore[no-any-return]
