@@ -30,7 +30,7 @@ _WITH_TARGET = sa.select(
     notifications.c.created_at.label("notified_at"),
 ).join(notifications, notifications.c.id == deliveries.c.notification_id)
 
-_ORDER = (deliveries.c.queued_at, deliveries.c.id)
+_ORDER = (deliveries.c.notification_id, deliveries.c.position)
 
 
 def change_of(row: Row[Any]) -> DeliveryChanged:
@@ -195,7 +195,17 @@ async def record_open(
     ).first()
     if message is None:
         return []
-    rows = (await conn.execute(_WITH_TARGET.where(deliveries.c.message_id == message.id))).all()
+    # A recipient whose delivery failed did not get this email: the open is not theirs.
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.where(
+                deliveries.c.message_id == message.id,
+                deliveries.c.state != DeliveryState.FAILED.value,
+            )
+        )
+    ).all()
+    if not rows:
+        return []
     ids = [row.id for row in rows]
     await conn.execute(
         deliveries.update()

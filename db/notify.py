@@ -57,11 +57,8 @@ async def enqueue_notification(
             created_at=now,
         )
     )
-    groups = (
-        [email_recipients]
-        if account.show_all_recipients
-        else [[person] for person in email_recipients]
-    )
+    numbered = list(enumerate(email_recipients))
+    groups = [numbered] if account.show_all_recipients else [[pair] for pair in numbered]
     tracked = may_track(account)
     message_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
@@ -87,6 +84,7 @@ async def enqueue_notification(
                 "notification_id": notification_id,
                 "message_id": message_id,
                 "recipient_id": person.id,
+                "position": position,
                 "channel": Channel.EMAIL.value,
                 "address": person.email,
                 "state": DeliveryState.QUEUED.value,
@@ -94,7 +92,7 @@ async def enqueue_notification(
                 "queued_at": now,
                 "open_count": 0,
             }
-            for person in group
+            for position, person in group
         )
     await conn.execute(messages.insert(), message_rows)
     await conn.execute(deliveries.insert(), delivery_rows)

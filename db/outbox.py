@@ -55,16 +55,23 @@ async def claim(
     return [ClaimedJob(job_id=row.id, message_id=row.message_id) for row in rows]
 
 
-async def finish(conn: AsyncConnection, job_id: int) -> None:
-    await conn.execute(send_jobs.delete().where(send_jobs.c.id == job_id))
+async def finish(conn: AsyncConnection, job_id: int, owner: str) -> bool:
+    """Delete a job this owner still holds. False when the lease was lost to another
+    worker (it ran out mid-send): that worker now owns the job and finishes it."""
+    result = await conn.execute(
+        send_jobs.delete().where(send_jobs.c.id == job_id, send_jobs.c.lease_owner == owner)
+    )
+    return result.rowcount > 0
 
 
-async def reschedule(conn: AsyncConnection, job_id: int, run_at: dt.datetime) -> None:
-    await conn.execute(
+async def reschedule(conn: AsyncConnection, job_id: int, owner: str, run_at: dt.datetime) -> bool:
+    """Release a job this owner holds until `run_at`; False when the lease was lost."""
+    result = await conn.execute(
         send_jobs.update()
-        .where(send_jobs.c.id == job_id)
+        .where(send_jobs.c.id == job_id, send_jobs.c.lease_owner == owner)
         .values(run_at=run_at, lease_owner=None, lease_until=None)
     )
+    return result.rowcount > 0
 
 
 async def release(conn: AsyncConnection, owner: str, job_ids: Sequence[int]) -> None:

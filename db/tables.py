@@ -214,6 +214,9 @@ deliveries = sa.Table(
         index=True,
     ),
     sa.Column("recipient_id", sa.Uuid(), sa.ForeignKey("people.id"), nullable=False),
+    # The recipient's place among the notification's: lists and To: follow the task's
+    # subscriber order.
+    sa.Column("position", sa.Integer(), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("address", sa.String(2000), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),

@@ -145,7 +145,7 @@ class Delivery:
     def read_at(self) -> dt.datetime | None:
         return self.row.read_at  # type: ignore[no-any-return]
 
-    @strawberry.field(description="How many times the email's pixel was loaded.")
+    @strawberry.field
     def open_count(self) -> int:
         return int(self.row.open_count)
 

@@ -183,14 +183,16 @@ class Worker:
         now = self.clock()
         async with self.db.write() as conn:
             if attempt is None:
-                await outbox.finish(conn, job.job_id)
+                await outbox.finish(conn, job.job_id, self.name)
                 return []
             retry_at = await self._apply_results(conn, attempt, now)
             if await count_queued(conn, job.message_id) == 0:
-                await outbox.finish(conn, job.job_id)
+                held = await outbox.finish(conn, job.job_id, self.name)
             else:
                 # Deliveries queued while we sent (a resend) are due now.
-                await outbox.reschedule(conn, job.job_id, retry_at or now)
+                held = await outbox.reschedule(conn, job.job_id, self.name, retry_at or now)
+            if not held:
+                log.warning("worker %s: lost the lease on job %s mid-send", self.name, job.job_id)
         return [change_of(row) for row in attempt.pending]
 
     async def _apply_results(

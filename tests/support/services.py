@@ -7,7 +7,6 @@ from typing import NoReturn
 
 import pytest
 
-
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -144,7 +144,7 @@ class SmtpSink(SmtpListener):
     async def wait_for_messages(
         self,
         n: int,
-        timeout: float = 10,  # noqa: ASYNC109
+        timeout: float = 10,
     ) -> list[ReceivedMessage]:
         """At least `n` messages (all received so far), or TimeoutError."""
         try:

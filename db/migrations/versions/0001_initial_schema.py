@@ -228,6 +228,7 @@ def upgrade() -> None:
         sa.Column("notification_id", sa.Uuid(), nullable=False),
         sa.Column("message_id", sa.Uuid(), nullable=False),
         sa.Column("recipient_id", sa.Uuid(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("address", sa.String(length=2000), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
