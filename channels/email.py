@@ -173,6 +173,7 @@ class EmailSender:
         *,
         local_hostname: str | None = None,
         tls_context: ssl.SSLContext | None = None,
+        pool_size: int = 4,
     ) -> None:
         """`timeout` applies to each network step (connect, each command, DATA).
         `tls_context` replaces the default (system CAs, host name checked), e.g. to
@@ -180,6 +181,7 @@ class EmailSender:
         self._timeout = timeout
         self._local_hostname = local_hostname
         self._tls_context = tls_context
+        self._pool = _Pool(pool_size)
 
     async def send(self, email: OutgoingEmail, server: SmtpServer) -> list[RecipientResult]:
         """One result per envelope recipient, in order; SMTP and network failures never raise."""
@@ -226,59 +228,181 @@ class EmailSender:
     async def _transact(
         self, email: OutgoingEmail, recipients: list[str], server: SmtpServer
     ) -> list[RecipientResult]:
-        client = aiosmtplib.SMTP(
+        async with self._pool.slot(server):
+            connection = self._pool.take_idle(server)
+            if connection is not None:
+                try:
+                    return await self._deliver(connection, email, recipients, server)
+                except _StaleConnection:
+                    # The server dropped the idle connection before MAIL FROM was
+                    # answered: nothing was sent, so a fresh connection is safe.
+                    pass
+            client = self._client(server)
+            try:
+                connection = await self._open(client, server)
+            except _Refusal as refusal:
+                return _all(recipients, Outcome.TRANSIENT, refusal.code, refusal.message)
+            except _OpenFailed as failed:
+                client.close()
+                return _failure(recipients, failed.error, failed.phase, server)
+            try:
+                return await self._deliver(connection, email, recipients, server)
+            except _StaleConnection as stale:
+                return _failure(recipients, stale.error, _Phase.SEND, server)
+
+    def _client(self, server: SmtpServer) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
             hostname=server.host,
             port=server.port,
             use_tls=server.security is Security.TLS,
-            # STARTTLS is done explicitly below so that "not offered" is reported as such;
+            # STARTTLS is done explicitly so that "not offered" is reported as such;
             # smtp:// never upgrades (no opportunistic TLS).
             start_tls=False,
             timeout=self._timeout,
-            local_hostname=await self._local_name(),
+            local_hostname=self._local_hostname,
             tls_context=self._tls_context,
         )
+
+    async def _open(self, client: aiosmtplib.SMTP, server: SmtpServer) -> _Connection:
+        """Connect, and STARTTLS and log in where the URL asks for it."""
+        if self._local_hostname is None:
+            client.local_hostname = await self._local_name()
         phase = _Phase.CONNECT
         try:
             greeting = await client.connect()
-            accepted_by = _announced_host(greeting) or server.host
             if server.security is Security.STARTTLS:
                 phase = _Phase.TLS
                 await client.ehlo()
                 if not client.supports_extension("starttls"):
                     await _quit_quietly(client)
-                    return _all(
-                        recipients,
-                        Outcome.TRANSIENT,
-                        "TLS_ERROR",
-                        f"{server.display} does not offer STARTTLS",
-                    )
+                    client.close()
+                    raise _Refusal("TLS_ERROR", f"{server.display} does not offer STARTTLS")
                 await client.starttls()
             if server.username is not None:
                 phase = _Phase.AUTH
                 await client.login(server.username, server.password or "")
-            phase = _Phase.SEND
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _OpenFailed(phase, exc) from exc
+        return _Connection(client, _announced_host(greeting) or server.host)
+
+    async def _deliver(
+        self,
+        connection: _Connection,
+        email: OutgoingEmail,
+        recipients: list[str],
+        server: SmtpServer,
+    ) -> list[RecipientResult]:
+        """One transaction on an open connection; the connection goes back to the pool
+        when the server left it in a clean state."""
+        client = connection.client
+        try:
             refused, data_reply = await client.send_message(
                 build_mime(email), sender=email.envelope_from, recipients=recipients
             )
-            results = [
-                _refused(r, refused[r].code, refused[r].message)
-                if r in refused
-                else RecipientResult(
-                    r, Outcome.ACCEPTED, "250", _reply_text(250, data_reply), accepted_by
-                )
-                for r in recipients
-            ]
-            await _quit_quietly(client)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = {err.recipient: err for err in exc.recipients}
-            results = [_refused(r, codes[r].code, codes[r].message) for r in recipients]
-            await _quit_quietly(client)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            results = _failure(recipients, exc, phase, server)
-            await _quit_quietly(client)
-        finally:
+            # aiosmtplib sent RSET: the connection is clean and can serve the next one.
+            self._pool.give_back(server, connection)
+            return [_refused(r, codes[r].code, codes[r].message) for r in recipients]
+        except aiosmtplib.SMTPServerDisconnected as exc:
             client.close()
-        return results
+            if connection.used and not client.is_connected:
+                raise _StaleConnection(exc) from exc
+            return _failure(recipients, exc, _Phase.SEND, server)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await _quit_quietly(client)
+            client.close()
+            return _failure(recipients, exc, _Phase.SEND, server)
+        connection.used += 1
+        self._pool.give_back(server, connection)
+        return [
+            _refused(r, refused[r].code, refused[r].message)
+            if r in refused
+            else RecipientResult(
+                r, Outcome.ACCEPTED, "250", _reply_text(250, data_reply), connection.accepted_by
+            )
+            for r in recipients
+        ]
+
+    async def aclose(self) -> None:
+        """QUIT every idle connection (on shutdown)."""
+        await self._pool.close_all()
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _OpenFailed(Exception):
+    def __init__(self, phase: _Phase, error: Exception) -> None:
+        super().__init__(str(error))
+        self.phase = phase
+        self.error = error
+
+
+class _StaleConnection(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Connection:
+    client: aiosmtplib.SMTP
+    accepted_by: str
+    used: int = 0
+    idle_since: float = 0.0
+
+
+class _Pool:
+    """Open SMTP connections kept per server, at most `size` per server at a time.
+
+    Reusing a connection saves the TCP, greeting, EHLO, TLS and AUTH round trips on
+    every message; the bound keeps us from opening more connections than a server
+    allows. A connection idle for longer than `idle_seconds` (servers drop idle
+    clients after a few minutes), or used for `max_messages`, is closed instead.
+    """
+
+    def __init__(self, size: int, idle_seconds: float = 30, max_messages: int = 100) -> None:
+        self._size = size
+        self._idle_seconds = idle_seconds
+        self._max_messages = max_messages
+        self._idle: dict[SmtpServer, list[_Connection]] = {}
+        self._slots: dict[SmtpServer, asyncio.Semaphore] = {}
+
+    def slot(self, server: SmtpServer) -> asyncio.Semaphore:
+        return self._slots.setdefault(server, asyncio.Semaphore(self._size))
+
+    def take_idle(self, server: SmtpServer) -> _Connection | None:
+        idle = self._idle.get(server, [])
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if connection.client.is_connected and now - connection.idle_since < self._idle_seconds:
+                return connection
+            connection.client.close()
+        return None
+
+    def give_back(self, server: SmtpServer, connection: _Connection) -> None:
+        if not connection.client.is_connected or connection.used >= self._max_messages:
+            asyncio.get_running_loop().create_task(_quit_and_close(connection.client))
+            return
+        connection.idle_since = asyncio.get_running_loop().time()
+        self._idle.setdefault(server, []).append(connection)
+
+    async def close_all(self) -> None:
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                await _quit_and_close(connection.client)
+
+
+async def _quit_and_close(client: aiosmtplib.SMTP) -> None:
+    await _quit_quietly(client)
+    client.close()
 
 
 def _refused(address: str, code: int, text: str) -> RecipientResult:

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("data")
@@ -37,6 +38,14 @@ class Settings:
     worker_poll_seconds: float
     worker_batch_size: int
     lease_seconds: float
+    bounce_domain: str
+    bounce_smtp_host: str
+    bounce_smtp_port: int | None
+    email_concurrency: int
+    smtp_pool_size: int
+    recipient_rate_limit: int
+    recipient_rate_window_seconds: float
+    pixel_buffer_size: int
 
     @property
     def embedded(self) -> bool:
@@ -59,12 +68,13 @@ class Settings:
         data_dir = Path(env.get("DATA_DIR", str(DEFAULT_DATA_DIR)))
         host = env.get("HOST", "127.0.0.1")
         port = int(env.get("PORT", "8000"))
+        mail_from = env.get("MAIL_FROM", "Beacon <notifications@localhost>")
         return cls(
             data_dir=data_dir,
             database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'beacon.sqlite3'}",
             broadcast_url=env.get("BROADCAST_URL", "memory://"),
             smtp_url=env.get("SMTP_URL") or None,
-            mail_from=env.get("MAIL_FROM", "Beacon <notifications@localhost>"),
+            mail_from=mail_from,
             public_base_url=env.get("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
             secret_key=_secret_key(env.get("SECRET_KEY"), data_dir),
             host=host,
@@ -80,7 +90,20 @@ class Settings:
             worker_poll_seconds=float(env.get("WORKER_POLL_SECONDS", "1")),
             worker_batch_size=int(env.get("WORKER_BATCH_SIZE", "20")),
             lease_seconds=float(env.get("LEASE_SECONDS", "120")),
+            bounce_domain=env.get("BOUNCE_DOMAIN") or _domain_of(mail_from),
+            bounce_smtp_host=env.get("BOUNCE_SMTP_HOST", "127.0.0.1"),
+            bounce_smtp_port=int(env["BOUNCE_SMTP_PORT"]) if env.get("BOUNCE_SMTP_PORT") else None,
+            email_concurrency=int(env.get("EMAIL_CONCURRENCY", "10")),
+            smtp_pool_size=int(env.get("SMTP_POOL_SIZE", "4")),
+            # The source system caps mail at 50 emails per recipient per 10 minutes.
+            recipient_rate_limit=int(env.get("RECIPIENT_RATE_LIMIT", "50")),
+            recipient_rate_window_seconds=float(env.get("RECIPIENT_RATE_WINDOW_SECONDS", "600")),
+            pixel_buffer_size=int(env.get("PIXEL_BUFFER_SIZE", "10000")),
         )
+
+
+def _domain_of(header: str) -> str:
+    return parseaddr(header)[1].rpartition("@")[2] or "localhost"
 
 
 def _secret_key(configured: str | None, data_dir: Path) -> bytes:

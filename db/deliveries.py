@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.domain import DeliveryState, NotificationKind, predecessors
+from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
 from db.tables import UtcDateTime, deliveries, delivery_events, messages, notifications
 
@@ -224,3 +224,34 @@ async def record_open(
     detail = f"opened by one of {len(ids)} recipients" if len(ids) > 1 else None
     await add_event(conn, ids, "opened", now, detail)
     return [change_of(row) for row in rows]
+
+
+async def recent_sends(
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    channel: Channel,
+    addresses: Sequence[str],
+    *,
+    since: dt.datetime,
+    limit: int,
+) -> dict[str, list[dt.datetime]]:
+    """The send times (oldest first) of each address after `since`, at most `limit` of
+    the most recent per address: enough to tell whether a rate limit is reached."""
+    if not addresses:
+        return {}
+    rows = (
+        await conn.execute(
+            sa.select(deliveries.c.address, deliveries.c.sent_at)
+            .where(
+                deliveries.c.account_id == account_id,
+                deliveries.c.channel == channel.value,
+                deliveries.c.address.in_(set(addresses)),
+                deliveries.c.sent_at > since,
+            )
+            .order_by(deliveries.c.address, deliveries.c.sent_at)
+        )
+    ).all()
+    grouped: dict[str, list[dt.datetime]] = defaultdict(list)
+    for row in rows:
+        grouped[row.address].append(row.sent_at)
+    return {address: times[-limit:] if limit else times for address, times in grouped.items()}

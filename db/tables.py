@@ -267,3 +267,45 @@ send_jobs = sa.Table(
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     _created_at(),
 )
+
+# Every inbound bounce, auto-reply or complaint is kept, parsed or not, so that nothing a
+# mail server told us is thrown away and unreadable ones can be reviewed.
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    _id(),
+    sa.Column(
+        "account_id",
+        sa.Uuid(),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=True,  # unknown when the bounce carries no valid VERP token
+        index=True,
+    ),
+    sa.Column(
+        "message_id",
+        sa.Uuid(),
+        sa.ForeignKey("messages.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column(
+        "delivery_id",
+        sa.Uuid(),
+        sa.ForeignKey("deliveries.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("parsed", sa.Boolean(), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("raw", sa.LargeBinary(), nullable=False),
+)
+
+# The per-recipient rate limit counts recent sends to one address.
+sa.Index(
+    "ix_deliveries_rate",
+    deliveries.c.account_id,
+    deliveries.c.channel,
+    deliveries.c.address,
+    deliveries.c.sent_at,
+)

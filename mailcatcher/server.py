@@ -60,6 +60,9 @@ class SmtpListener:
         self._smtp_options = smtp_options
         self._server: asyncio.Server | None = None
         self._connections: set[_TrackedSMTP] = set()
+        # Counted for tests and benchmarks of connection reuse.
+        self.connections_opened = 0
+        self.most_open_at_once = 0
         self._all_closed = asyncio.Event()
         self._all_closed.set()
 
@@ -83,6 +86,8 @@ class SmtpListener:
         )
         self._connections.add(protocol)
         self._all_closed.clear()
+        self.connections_opened += 1
+        self.most_open_at_once = max(self.most_open_at_once, len(self._connections))
         return protocol
 
     def _forget(self, protocol: _TrackedSMTP) -> None:

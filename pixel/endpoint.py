@@ -14,7 +14,7 @@ from starlette.routing import Route
 from common.broadcast import publish_changes
 from db.deliveries import record_open
 from db.engine import Database
-from pixel.token import verify
+from common.tokens import verify
 
 log = logging.getLogger(__name__)
 

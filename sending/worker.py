@@ -10,9 +10,9 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
 from broadcaster import Broadcast
@@ -20,9 +20,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Outcome, RecipientResult
-from channels.email import EmailSender, OutgoingEmail, SmtpServer, render_notification
+from channels.email import EmailSender, SmtpServer
 from common.broadcast import publish_changes
-from common.domain import DeliveryState
+from common.domain import Channel, DeliveryState
 from common.events import DeliveryChanged
 from common.settings import Settings
 from db import outbox
@@ -33,13 +33,14 @@ from db.deliveries import (
     change_of,
     count_queued,
     load_send_batch,
+    recent_sends,
     transition,
 )
 from db.engine import Database
 from db.tables import deliveries
-from db.tasks import notification_content
-from pixel.token import sign
+from db.tasks import NotificationContent, notification_content
 from sending.backoff import retry_delay
+from sending.compose import compose_email
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class _Attempt:
     batch: SendBatch
     pending: list[Row[Any]]
     results: dict[str, RecipientResult]
+    # Addresses over their rate limit, and when they may receive mail again.
+    held_back: dict[str, dt.datetime]
+    # Sends counted against the rate limit until their outcome is recorded.
+    reserved: Counter[tuple[uuid.UUID, str]]
 
 
 class Worker:
@@ -74,9 +79,15 @@ class Worker:
         self.db = db
         self.broadcast = broadcast
         self.settings = settings
-        self.sender = sender or EmailSender(timeout=settings.smtp_timeout_seconds)
+        self.sender = sender or EmailSender(
+            timeout=settings.smtp_timeout_seconds, pool_size=settings.smtp_pool_size
+        )
         self.clock = clock
         self.name = worker_name()
+        self._email_slots = asyncio.Semaphore(settings.email_concurrency)
+        # Sends this worker has started but not recorded yet, per (account, address):
+        # the database cannot count them, so the rate limit adds them.
+        self._in_flight: Counter[tuple[uuid.UUID, str]] = Counter()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -100,6 +111,7 @@ class Worker:
                 handled = 0
             if handled == 0 and not self._stopping.is_set():
                 await self._idle()
+        await self.sender.aclose()
         log.info("worker %s stopped", self.name)
 
     async def _idle(self) -> None:
@@ -122,6 +134,7 @@ class Worker:
         return len(jobs)
 
     async def _handle(self, job: outbox.ClaimedJob) -> None:
+        attempt: _Attempt | None = None
         try:
             attempt = await self._send(job)
             changes = await self._record(job, attempt)
@@ -129,6 +142,9 @@ class Worker:
             # Leave the job leased: when the lease runs out it is tried again.
             log.exception("worker %s: job %s failed; it will be retried", self.name, job.job_id)
             return
+        finally:
+            if attempt is not None:
+                self._in_flight -= attempt.reserved  # drops addresses that reach zero
         await publish_changes(self.broadcast, changes)
 
     async def _send(self, job: outbox.ClaimedJob) -> _Attempt | None:
@@ -140,42 +156,80 @@ class Worker:
             content = await notification_content(
                 conn, batch.notification.task_id, batch.notification.comment_id
             )
+            held_back = await self._rate_limited(conn, batch)
         pending = batch.pending
-        pixel_url = self._pixel_url(batch.message.pixel_id)
-        subject, text, html = render_notification(
-            content.task_title, content.comment_body, content.author_name, pixel_url
-        )
-        envelope = list(dict.fromkeys(row.address for row in pending))
-        email = OutgoingEmail(
-            message_id=batch.message.header_message_id,
-            from_header=self.settings.mail_from,
-            envelope_from=_address_of(self.settings.mail_from),
-            to=tuple(dict.fromkeys(row.address for row in batch.all_deliveries)),
-            recipients=tuple(envelope),
-            subject=subject,
-            text=text,
-            html=html,
-        )
+        envelope = [
+            address
+            for address in dict.fromkeys(row.address for row in pending)
+            if address not in held_back
+        ]
+        reserved = Counter((batch.message.account_id, address) for address in envelope)
         try:
-            server = SmtpServer.from_url(account.smtp_relay or self.settings.effective_smtp_url)
-        except ValueError as error:
-            results = [
-                RecipientResult(address, Outcome.PERMANENT, "BAD_RELAY", str(error))
-                for address in envelope
-            ]
-        else:
-            results = await self.sender.send(email, server)
+            results = await self._deliver(account, batch, content, envelope)
+        except BaseException:
+            self._in_flight -= reserved
+            raise
         return _Attempt(
             batch=batch,
             pending=pending,
             results={result.address: result for result in results},
+            held_back=held_back,
+            reserved=reserved,
         )
 
-    def _pixel_url(self, pixel_id: str | None) -> str | None:
-        if pixel_id is None:
-            return None
-        token = sign(pixel_id, self.settings.secret_key)
-        return f"{self.settings.public_base_url}/p/{token}.gif"
+    async def _deliver(
+        self,
+        account: Row[Any],
+        batch: SendBatch,
+        content: NotificationContent,
+        envelope: list[str],
+    ) -> list[RecipientResult]:
+        if not envelope:
+            return []
+        email = compose_email(self.settings, batch, content, envelope)
+        try:
+            server = SmtpServer.from_url(account.smtp_relay or self.settings.effective_smtp_url)
+        except ValueError as error:
+            return [
+                RecipientResult(address, Outcome.PERMANENT, "BAD_RELAY", str(error))
+                for address in envelope
+            ]
+        async with self._email_slots:
+            return await self.sender.send(email, server)
+
+    async def _rate_limited(
+        self, conn: AsyncConnection, batch: SendBatch
+    ) -> dict[str, dt.datetime]:
+        """Addresses that already got their share of mail in the window, with the time
+        the oldest of those sends leaves it."""
+        window = dt.timedelta(seconds=self.settings.recipient_rate_window_seconds)
+        recent = await recent_sends(
+            conn,
+            batch.message.account_id,
+            Channel.EMAIL,
+            [row.address for row in batch.pending],
+            since=self.clock() - window,
+            limit=self.settings.recipient_rate_limit,
+        )
+        limit = self.settings.recipient_rate_limit
+        held: dict[str, dt.datetime] = {}
+        for address in dict.fromkeys(row.address for row in batch.pending):
+            sent_times = recent.get(address, [])
+            in_flight = self._in_flight[(batch.message.account_id, address)]
+            if len(sent_times) + in_flight >= limit:
+                # When the oldest counted send leaves the window (an in-flight one has
+                # not started its window yet: try again a full window from now).
+                oldest = len(sent_times) + in_flight - limit
+                held[address] = (
+                    sent_times[oldest] + window
+                    if oldest < len(sent_times)
+                    else self.clock() + window
+                )
+            else:
+                # Counted at once, with no await since the read: a concurrent job for
+                # the same address must see this send.
+                self._in_flight[(batch.message.account_id, address)] += 1
+        return held
 
     async def _record(
         self, job: outbox.ClaimedJob, attempt: _Attempt | None
@@ -199,9 +253,24 @@ class Worker:
         self, conn: AsyncConnection, attempt: _Attempt, now: dt.datetime
     ) -> dt.datetime | None:
         """Write each delivery's outcome; returns when the transient ones retry."""
-        attempts = await _count_attempt(conn, [row.id for row in attempt.pending])
+        attempts = await _count_attempt(
+            conn, [row.id for row in attempt.pending if row.address not in attempt.held_back]
+        )
         retry_at: dt.datetime | None = None
         for row in attempt.pending:
+            if row.address in attempt.held_back:
+                resume_at = attempt.held_back[row.address]
+                retry_at = resume_at if retry_at is None else min(retry_at, resume_at)
+                await add_event(
+                    conn,
+                    [row.id],
+                    "rate_limited",
+                    now,
+                    f"held back: {self.settings.recipient_rate_limit} emails to this address "
+                    f"in {self.settings.recipient_rate_window_seconds:g} s; "
+                    f"next at {resume_at.isoformat()}",
+                )
+                continue
             if row.id not in attempts:
                 continue  # no longer queued: another worker or a report got there first
             result = attempt.results[row.address]
@@ -228,10 +297,6 @@ class Worker:
                     f"attempt {attempts[row.id]}: {result.message}; next at {next_at.isoformat()}",
                 )
         return retry_at
-
-
-def _address_of(header: str) -> str:
-    return parseaddr(header)[1]
 
 
 async def _count_attempt(

@@ -5,6 +5,7 @@ and PostgreSQL. Time is a FakeClock the tests move; the worker runs one round pe
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import socket
 import uuid
@@ -18,12 +19,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
 from channels.email import EmailSender
+from channels.email_bounce import verp_token
 from common.domain import DeliveryState, Plan
 from common.events import DeliveryChanged, account_channel
 from common.settings import Settings
+from common.tokens import BOUNCE, verify
 from db import accounts as db_accounts
 from db.engine import Database
-from pixel.token import verify
 from sending.worker import Worker
 from tests.support.builders import (
     PUBLIC_BASE_URL,
@@ -31,6 +33,7 @@ from tests.support.builders import (
     T0,
     FakeClock,
     Scenario,
+    add_comments,
     commented_task,
     deliveries_of,
     delivery,
@@ -141,7 +144,11 @@ async def test_an_accepted_email_is_sent_with_its_message_id_and_pixel(
 
     (received,) = await smtp_sink.wait_for_messages(1)
     assert received.rcpt_tos == ("ann@example.test",)
-    assert received.envelope_from == "notifications@beacon.test"
+    # the return path is VERP: its signed token names this message
+    token = verp_token(received.envelope_from)
+    assert received.envelope_from.endswith("@beacon.test")
+    assert token is not None
+    assert verify(token, rig.settings.secret_key, BOUNCE) == message.id.hex
     assert received.message.get_content_type() == "multipart/alternative"
     assert received.message_id == message.header_message_id
     assert to_header(received) == ["ann@example.test"]
@@ -333,6 +340,8 @@ async def test_one_shared_message_gets_an_outcome_per_recipient_and_retries_only
     assert sorted(smtp_sink.rcpt_attempts) == sorted(addresses)
 
     # when: the retry falls due and the server now takes the deferred address
+    # (on a new connection: a pooled one keeps the handler it was opened with)
+    await rig.worker.sender.aclose()
     smtp_sink.handler = _DeferOnce(smtp_sink)
     rig.clock.advance(5)
     assert await rig.worker.run_once() == 1
@@ -431,3 +440,56 @@ async def test_every_message_due_is_sent_in_one_round_each_on_its_own(
     rows = await deliveries_of(db, scenario.notified.delivery_ids)
     assert {r.state for r in rows} == {"SENT"}
     assert await rig.worker.run_once() == 0
+
+
+async def test_mail_to_one_recipient_beyond_the_rate_limit_waits_for_the_window(
+    db: Database, broadcast: Broadcast, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    # given: at most 2 emails per recipient per 600 s, and a third comment for Ann
+    rig = make_rig(
+        db,
+        broadcast,
+        tmp_path,
+        smtp_url(smtp_sink),
+        RECIPIENT_RATE_LIMIT="2",
+        RECIPIENT_RATE_WINDOW_SECONDS="600",
+    )
+    scenario = await commented_task(db, ["ann@example.test"])
+    await rig.worker.run_once()
+    rig.clock.advance(10)
+    more = await add_comments(
+        db,
+        scenario.account_id,
+        scenario.task_id,
+        author_id=scenario.account.owner_id,
+        recipients=scenario.people,
+        count=2,
+        now=rig.clock.now,
+    )
+    second, third = (notified.delivery_ids[0] for notified in more)
+    rig.clock.advance(1)  # both are due
+
+    # when
+    assert await rig.worker.run_once() == 2
+
+    # then: one of the two went out, the other is held back with a reason, not failed
+    rows = {row.id: row for row in await deliveries_of(db, [second, third])}
+    assert sorted(row.state for row in rows.values()) == ["QUEUED", "SENT"]
+    held = next(row for row in rows.values() if row.state == "QUEUED")
+    assert held.attempts == 0
+    events = await events_of(db, held.id)
+    assert events[-1].type == "rate_limited"
+    assert events[-1].detail is not None
+    assert "2 emails to this address in 600 s" in events[-1].detail
+    job = await job_of(db, (await message_of(db, held.id)).id)
+    assert job is not None
+    assert job.run_at == T0 + dt.timedelta(seconds=600)  # the first send leaves the window
+    assert len(await smtp_sink.wait_for_messages(2)) == 2
+
+    # when: the window has moved on
+    rig.clock.advance(600 - 11)
+    assert await rig.worker.run_once() == 1
+
+    # then
+    assert (await delivery(db, held.id)).state == "SENT"
+    assert len(await smtp_sink.wait_for_messages(3)) == 3

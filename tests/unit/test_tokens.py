@@ -1,6 +1,6 @@
 import secrets
 
-from pixel.token import sign, verify
+from common.tokens import BOUNCE, PIXEL, sign, verify
 
 KEY = b"k" * 32
 
@@ -42,3 +42,10 @@ def test_tokens_reveal_no_sequence_and_differ_per_message() -> None:
 
     assert len(tokens) == 1000
     assert all(len(t) == 43 and t.isascii() and "=" not in t for t in tokens)
+
+
+def test_a_token_made_for_one_purpose_is_rejected_for_another() -> None:
+    token = sign(new_pixel_id(), KEY, BOUNCE)
+
+    assert verify(token, KEY, BOUNCE) is not None
+    assert verify(token, KEY, PIXEL) is None

@@ -1,0 +1,49 @@
+"""What one email says and where it comes from: content, pixel link, VERP sender."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from channels.email import OutgoingEmail, render_notification
+from channels.email_bounce import verp_address
+from common.settings import Settings
+from common.tokens import BOUNCE, PIXEL, sign
+from db.deliveries import SendBatch
+from db.tasks import NotificationContent
+
+
+def pixel_url(settings: Settings, pixel_id: str) -> str:
+    return f"{settings.public_base_url}/p/{sign(pixel_id, settings.secret_key, PIXEL)}.gif"
+
+
+def envelope_sender(settings: Settings, message_key: str) -> str:
+    """A VERP return path, `bounces+<token>@BOUNCE_DOMAIN`: a bounce that comes back to it
+    names the message it is about, and the token's MAC proves we sent it."""
+    return verp_address(sign(message_key, settings.secret_key, BOUNCE), settings.bounce_domain)
+
+
+def compose_email(
+    settings: Settings,
+    batch: SendBatch,
+    content: NotificationContent,
+    recipients: Sequence[str],
+) -> OutgoingEmail:
+    """The message as every addressee sees it (To: lists them all), sent this time to
+    `recipients` only (on a retry, the ones still pending)."""
+    message = batch.message
+    subject, text, html = render_notification(
+        content.task_title,
+        content.comment_body,
+        content.author_name,
+        pixel_url(settings, message.pixel_id) if message.pixel_id else None,
+    )
+    return OutgoingEmail(
+        message_id=message.header_message_id,
+        from_header=settings.mail_from,
+        envelope_from=envelope_sender(settings, message.id.hex),
+        to=tuple(dict.fromkeys(row.address for row in batch.all_deliveries)),
+        recipients=tuple(recipients),
+        subject=subject,
+        text=text,
+        html=html,
+    )
