@@ -162,11 +162,7 @@ async def load_send_batch(conn: AsyncConnection, message_id: uuid.UUID) -> SendB
             notifications.select().where(notifications.c.id == message.notification_id)
         )
     ).one()
-    rows = (
-        await conn.execute(
-            _WITH_TARGET.where(deliveries.c.message_id == message_id).order_by(*_ORDER)
-        )
-    ).all()
+    rows = await message_deliveries(conn, message_id)
     return SendBatch(message=message, notification=notification, all_deliveries=rows)
 
 
@@ -255,3 +251,10 @@ async def recent_sends(
     for row in rows:
         grouped[row.address].append(row.sent_at)
     return {address: times[-limit:] if limit else times for address, times in grouped.items()}
+
+
+async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> list[Row[Any]]:
+    rows = await conn.execute(
+        _WITH_TARGET.where(deliveries.c.message_id == message_id).order_by(*_ORDER)
+    )
+    return list(rows.all())

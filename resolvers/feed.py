@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from db import accounts as db_accounts
+from db import bounces as db_bounces
 from db import deliveries as db_deliveries
 from db import tasks as db_tasks
 from resolvers.context import Info, parse_id
@@ -39,6 +40,14 @@ async def viewer(info: Info) -> Row[Any]:
 async def people(info: Info) -> Sequence[Row[Any]]:
     async with info.context.db.read() as conn:
         return await db_accounts.list_people(conn, info.context.require_viewer().account_id)
+
+
+async def bounces(info: Info, unparsed_only: bool) -> Sequence[Row[Any]]:
+    await info.context.require_tracking()
+    async with info.context.db.read() as conn:
+        return await db_bounces.list_bounces(
+            conn, info.context.require_viewer().account_id, unparsed_only=unparsed_only
+        )
 
 
 async def task(info: Info, task_id: str) -> Row[Any] | None:

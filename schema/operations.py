@@ -11,6 +11,7 @@ from resolvers import feed, mutations, subscriptions
 from resolvers.context import Info
 from schema.types import (
     Account,
+    Bounce,
     Comment,
     Connection,
     Delivery,
@@ -77,6 +78,10 @@ class Query:
     ) -> Connection[Task]:
         page = await feed.tasks_page(info, first, after)
         return task_connection(page.rows, page.has_next)
+
+    @strawberry.field
+    async def bounces(self, info: Info, unparsed_only: bool = False) -> list[Bounce]:
+        return [Bounce.from_row(row) for row in await feed.bounces(info, unparsed_only)]
 
     @strawberry.field
     async def delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:

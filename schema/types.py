@@ -271,6 +271,25 @@ class Comment:
         return DeliveryStatus.from_rows(await feed.comment_deliveries(info, self.row.id))
 
 
+@strawberry.type(description="An inbound bounce, auto-reply or complaint, kept as received.")
+class Bounce:
+    id: strawberry.ID
+    received_at: dt.datetime
+    parsed: bool
+    summary: str
+    delivery_id: strawberry.ID | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Bounce:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            received_at=row.received_at,
+            parsed=row.parsed,
+            summary=row.summary,
+            delivery_id=id_of(row.delivery_id),
+        )
+
+
 @strawberry.type
 class DeliveryUpdate:
     delivery: Delivery

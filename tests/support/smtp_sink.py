@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mailcatcher.server import SmtpListener
+from channels.smtp_listener import SmtpListener
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""The SMTP listener at the VERP return path (BOUNCE_SMTP_PORT): mail servers deliver
+bounces, auto-replies and complaints here."""
+
+from __future__ import annotations
+
+import logging
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from broadcaster import Broadcast
+
+from channels.email_bounce import verp_token
+from channels.smtp_listener import SmtpListener
+from common.broadcast import publish_changes
+from db.engine import Database
+from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
+
+log = logging.getLogger(__name__)
+
+
+class _BounceHandler:
+    def __init__(self, db: Database, broadcast: Broadcast, secret_key: bytes) -> None:
+        self.db = db
+        self.broadcast = broadcast
+        self.secret_key = secret_key
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        # Only our return paths: this is not an open relay or a general inbox.
+        if verp_token(address) is None:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            outcome = await record_bounce(
+                self.db, self.secret_key, raw, source="smtp", envelope_to=envelope.rcpt_tos
+            )
+        except Exception:
+            log.exception("could not record a bounce; asking the sender to retry")
+            # A temporary failure: the sending server keeps the bounce and tries again.
+            return "451 4.3.0 Temporary failure, please try again later"
+        await publish_changes(self.broadcast, outcome.changes)
+        return f"250 2.0.0 Ok: {outcome.report.kind.value} recorded"
+
+
+class BounceListener(SmtpListener):
+    def __init__(
+        self, db: Database, broadcast: Broadcast, secret_key: bytes, host: str, port: int
+    ) -> None:
+        super().__init__(
+            _BounceHandler(db, broadcast, secret_key),
+            host,
+            port,
+            hostname="bounces.beacon",
+            data_size_limit=MAX_BOUNCE_BYTES,
+        )

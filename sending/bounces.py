@@ -1,0 +1,149 @@
+"""What a returned email tells us: a hard bounce fails its delivery (even after SENT),
+a delay is noted, auto-replies and complaints are recorded, and every message is kept.
+
+Bounces arrive at the VERP return path (an SMTP listener) or are piped in by an MTA
+(POST /callbacks/email-bounce). The VERP token's MAC proves the bounce is about a
+message we sent; without one, the returned headers' Message-ID may still name it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.email_bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from common.domain import DeliveryState
+from common.events import DeliveryChanged
+from common.tokens import BOUNCE, verify
+from db import bounces as db_bounces
+from db.deliveries import add_event, change_of, message_deliveries, transition
+from db.engine import Database
+
+log = logging.getLogger(__name__)
+
+# A bounce quotes at most the original message; anything larger is not a bounce.
+MAX_BOUNCE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BounceOutcome:
+    bounce_id: uuid.UUID
+    report: BounceReport
+    changes: list[DeliveryChanged]
+
+
+async def record_bounce(
+    db: Database,
+    secret_key: bytes,
+    raw: bytes,
+    *,
+    source: str,
+    envelope_to: Sequence[str] = (),
+    now: dt.datetime | None = None,
+) -> BounceOutcome:
+    """Parse, keep and apply one inbound message, in one transaction."""
+    at = now or dt.datetime.now(dt.UTC)
+    report = parse_bounce(raw, envelope_to=envelope_to)
+    async with db.write() as conn:
+        message = await _message_of(conn, report, secret_key)
+        rows = await message_deliveries(conn, message.id) if message is not None else []
+        affected = await _apply(conn, report, rows, at)
+        bounce_id = await db_bounces.insert_bounce(
+            conn,
+            account_id=message.account_id if message is not None else None,
+            message_id=message.id if message is not None else None,
+            delivery_id=affected[0].id if affected else None,
+            received_at=at,
+            source=source,
+            kind=report.kind.value,
+            parsed=report.kind is not BounceKind.UNPARSEABLE,
+            summary=report.summary,
+            raw=raw,
+        )
+    if message is None:
+        log.info("a %s bounce names no message of ours: %s", source, report.summary)
+    return BounceOutcome(bounce_id, report, [change_of(row) for row in affected])
+
+
+async def _message_of(
+    conn: AsyncConnection, report: BounceReport, secret_key: bytes
+) -> Row[Any] | None:
+    if report.verp_token:
+        key = verify(report.verp_token, secret_key, BOUNCE)
+        if key is not None:
+            return await db_bounces.message_by_id(conn, uuid.UUID(hex=key))
+        log.warning("a bounce carried a VERP token with a bad signature; not trusted")
+        return None
+    if report.original_message_id:
+        return await db_bounces.message_by_header(conn, report.original_message_id)
+    return None
+
+
+def _deliveries_for(status: RecipientStatus, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+    matching = [row for row in rows if row.address.lower() == status.address.lower()]
+    # A relay may rewrite the address (aliases, forwarding); a message to one recipient
+    # can still only be about that one.
+    if not matching and len(rows) == 1:
+        return list(rows)
+    return matching
+
+
+async def _apply(
+    conn: AsyncConnection, report: BounceReport, rows: Sequence[Row[Any]], at: dt.datetime
+) -> list[Row[Any]]:
+    """Apply the report to the message's deliveries; returns those it touched."""
+    affected: dict[uuid.UUID, Row[Any]] = {}
+    for status in report.recipients:
+        for row in _deliveries_for(status, rows):
+            affected[row.id] = row
+            if report.kind is BounceKind.AUTO_REPLY:
+                await add_event(conn, [row.id], "auto_reply", at, report.summary)
+            elif report.kind is BounceKind.COMPLAINT:
+                await add_event(conn, [row.id], "complaint", at, report.summary)
+            elif status.kind is BounceKind.HARD:
+                await _hard_bounce(conn, row, status, at)
+            elif status.action == "delivered":
+                await add_event(conn, [row.id], "delivered", at, status.diagnostic)
+            else:
+                # A delay (4.x.x): the server is still trying; nothing is decided yet.
+                await add_event(conn, [row.id], "delayed", at, _describe(status))
+    return list(affected.values())
+
+
+async def _hard_bounce(
+    conn: AsyncConnection, row: Row[Any], status: RecipientStatus, at: dt.datetime
+) -> None:
+    message = _describe(status)
+    await transition(
+        conn,
+        [row.id],
+        DeliveryState.FAILED,
+        {
+            "failed_at": at,
+            "error_code": status.status or "5.0.0",
+            "error_message": message,
+            "error_permanent": True,
+        },
+    )
+    await add_event(conn, [row.id], "bounced", at, message)
+
+
+def _describe(status: RecipientStatus) -> str:
+    """The remote server's own words where the bounce quotes them."""
+    if status.diagnostic:
+        text = status.diagnostic
+        # DSNs prefix the diagnostic with its type ("smtp; 550 5.1.1 …").
+        kind, sep, rest = text.partition(";")
+        if sep and kind.strip().lower() in {"smtp", "x-postfix", "x-unix"}:
+            text = rest.strip()
+        if status.status and status.status not in text:
+            text = f"{status.status} {text}"
+        return text
+    return f"{status.status or 'bounced'} ({status.address})"
