@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 
-from broadcaster import Broadcast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from common.broadcast import publish_changes
-from db.deliveries import record_open
-from db.engine import Database
-from common.tokens import verify
-
-log = logging.getLogger(__name__)
+from common.metrics import PIXEL_HITS
+from common.tokens import PIXEL, verify
+from pixel.recorder import OpenRecorder
 
 # A transparent 1x1 GIF89a.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
@@ -30,18 +25,14 @@ _HEADERS = {
 }
 
 
-def pixel_route(db: Database, broadcast: Broadcast, secret_key: bytes) -> Route:
+def pixel_route(recorder: OpenRecorder, secret_key: bytes) -> Route:
     async def pixel(request: Request) -> Response:
-        pixel_id = verify(request.path_params["token"], secret_key)
-        if pixel_id is not None:
-            try:
-                async with db.write() as conn:
-                    changes = await record_open(conn, pixel_id, dt.datetime.now(dt.UTC))
-            except Exception:
-                # The image is still answered: a mail client must never see an error.
-                log.exception("could not record a pixel open")
-            else:
-                await publish_changes(broadcast, changes)
+        pixel_id = verify(request.path_params["token"], secret_key, PIXEL)
+        if pixel_id is None:
+            PIXEL_HITS.labels("invalid").inc()
+        elif request.method == "GET":
+            # A HEAD (link checkers, some proxies) shows no image to anyone: no open.
+            await recorder.record(pixel_id, dt.datetime.now(dt.UTC))
         return Response(GIF, media_type="image/gif", headers=_HEADERS)
 
     return Route("/p/{token}.gif", pixel, methods=["GET", "HEAD"], name="pixel")

@@ -24,6 +24,7 @@ from channels.email import EmailSender, SmtpServer
 from common.broadcast import publish_changes
 from common.domain import Channel, DeliveryState
 from common.events import DeliveryChanged
+from common.metrics import SENDS
 from common.settings import Settings
 from db import outbox
 from db.accounts import get_account
@@ -195,7 +196,10 @@ class Worker:
                 for address in envelope
             ]
         async with self._email_slots:
-            return await self.sender.send(email, server)
+            results = await self.sender.send(email, server)
+        for result in results:
+            SENDS.labels(Channel.EMAIL.value, result.outcome.value.lower()).inc()
+        return results
 
     async def _rate_limited(
         self, conn: AsyncConnection, batch: SendBatch

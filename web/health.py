@@ -1,9 +1,10 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and Prometheus metrics."""
 
 from __future__ import annotations
 
 import logging
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,3 +27,7 @@ def health_routes(db: Database) -> list[Route]:
         return JSONResponse({"status": "ready", "database": "ok"})
 
     return [Route("/healthz", healthz), Route("/readyz", readyz)]
+
+
+async def metrics(_: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
