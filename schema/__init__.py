@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
 
 from schema.operations import Mutation, Query, Subscription
 
 
 def _is_unexpected(error: Exception) -> bool:
-    """Hide the text of errors we did not raise on purpose: it may hold internals."""
-    from graphql import GraphQLError
-
+    """Errors we did not raise on purpose: their text may hold internals."""
     if not isinstance(error, GraphQLError):
         return True
     if error.extensions and "code" in error.extensions:
@@ -25,7 +25,18 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=_is_unexpected)
 
 
-schema = strawberry.Schema(
+class BeaconSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log only what went wrong on our side: a client's bad input, a missing token
+        or an invalid document is the client's answer, not an incident."""
+        super().process_errors(
+            [error for error in errors if _is_unexpected(error)], execution_context
+        )
+
+
+schema = BeaconSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
