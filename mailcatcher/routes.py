@@ -61,7 +61,9 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
             else '<p class="empty">No mail yet.</p>'
         )
         count = f"{len(rows)} message{'s' if len(rows) != 1 else ''}, newest first"
-        return _page("Mailbox", f"<h1>Mailbox</h1><p>{count}</p>\n{table}")
+        # Back to the live dashboard, where opening a message here turns its icon "read".
+        back = '<p><a href="/">&larr; Dashboard</a></p>'
+        return _page("Mailbox", f"{back}<h1>Mailbox</h1><p>{count}</p>\n{table}")
 
     async def message(request: Request) -> Response:
         found = find(request)

@@ -18,10 +18,14 @@ from mailcatcher.routes import mailbox_routes
 from mailcatcher.server import MailCatcher
 from mailcatcher.store import MailStore
 from pixel.endpoint import pixel_route
+from pixel.recorder import OpenRecorder
 from resolvers.context import Services
+from sending.bounce_listener import BounceListener
 from sending.worker import Worker
+from web.callbacks import email_bounce_route
+from web.dashboard import dashboard_routes
 from web.graphql import BeaconGraphQL
-from web.health import health_routes
+from web.health import health_routes, metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +42,16 @@ def create_app(settings: Settings) -> Starlette:
         wake_worker=worker.wake if worker else lambda: None,
     )
     graphql = BeaconGraphQL(services)
+    recorder = OpenRecorder(db, broadcast, capacity=settings.pixel_buffer_size)
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
-        pixel_route(db, broadcast, settings.secret_key),
+        pixel_route(recorder, settings.secret_key),
+        email_bounce_route(db, broadcast, settings.secret_key),
         *health_routes(db),
+        Route("/metrics", metrics),
+        *dashboard_routes(),
     ]
     if mail_store is not None:
         routes.extend(mailbox_routes(mail_store))
@@ -54,12 +62,23 @@ def create_app(settings: Settings) -> Starlette:
             await broadcast.connect()
             stack.push_async_callback(broadcast.disconnect)
             stack.push_async_callback(db.dispose)
+            stack.push_async_callback(recorder.aclose)
             if mail_store is not None:
                 catcher = MailCatcher(
                     mail_store, host=settings.mailcatcher_host, port=settings.mailcatcher_port
                 )
                 await catcher.start()
                 stack.push_async_callback(catcher.stop)
+            if settings.bounce_smtp_port is not None:
+                bounce_listener = BounceListener(
+                    db,
+                    broadcast,
+                    settings.secret_key,
+                    host=settings.bounce_smtp_host,
+                    port=settings.bounce_smtp_port,
+                )
+                await bounce_listener.start()
+                stack.push_async_callback(bounce_listener.stop)
             if worker is not None:
                 task = asyncio.create_task(worker.run(), name="embedded-worker")
                 stack.push_async_callback(_stop_worker, worker, task)

@@ -1,0 +1,152 @@
+// GraphQL over HTTP (fetch) and the documents the dashboard sends. The field names are
+// the ones in schema.graphql; the server answers errors with `extensions.code`.
+
+const TOKEN_KEY = "beacon.token";
+
+export const tokenStore = {
+  get: () => localStorage.getItem(TOKEN_KEY),
+  set: (token) => localStorage.setItem(TOKEN_KEY, token),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
+};
+
+/** A GraphQL error (with the server's code) or a failed request (code "NETWORK"). */
+export class ApiError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+  }
+
+  get unauthenticated() {
+    return this.code === "UNAUTHENTICATED";
+  }
+}
+
+/** Run one operation; resolves to `data`, or rejects with an ApiError. */
+export async function graphql(query, variables = {}, token = tokenStore.get()) {
+  let response;
+  try {
+    response = await fetch("/graphql", {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "application/graphql-response+json, application/json",
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
+      body: JSON.stringify({ query, variables }),
+    });
+  } catch (error) {
+    throw new ApiError(error.message, "NETWORK");
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    throw new ApiError(`HTTP ${response.status}`, "NETWORK");
+  }
+  if (body.errors?.length) {
+    const [first] = body.errors;
+    throw new ApiError(first.message, first.extensions?.code ?? "ERROR");
+  }
+  return body.data;
+}
+
+// ------------------------------------------------------------------ documents
+
+export const DELIVERY_FIELDS = `
+fragment DeliveryFields on Delivery {
+  id channel address state attempts queuedAt sentAt failedAt readAt acceptedBy
+  recipient { id name }
+  error { code message permanent }
+  events { type at detail }
+}`;
+
+// The lists fetch each item's deliveries too: the popup opens at once from them, and
+// subscription updates are merged into them by delivery id.
+const STATUS_FIELDS = `
+fragment StatusFields on DeliveryStatus {
+  state total queued sent failed read
+  deliveries { ...DeliveryFields }
+}`;
+
+export const ME = `
+query Me {
+  viewer { id name }
+  account { id name plan }
+}`;
+
+export const PEOPLE = `
+query People { viewer { id } people { id name kind email } }`;
+
+export const TASKS = `
+query Tasks($first: Int, $after: String) {
+  tasks(first: $first, after: $after) {
+    edges { node { id title createdAt deliveryStatus { ...StatusFields } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+${STATUS_FIELDS}
+${DELIVERY_FIELDS}`;
+
+const COMMENT_FIELDS = `
+fragment CommentFields on Comment {
+  id body isSystem createdAt
+  author { id name }
+  deliveryStatus { ...StatusFields }
+}`;
+
+export const FEED = `
+query Feed($id: ID!, $includeSystem: Boolean!, $first: Int, $after: String) {
+  task(id: $id) {
+    id title createdAt
+    subscribers { id name }
+    deliveryStatus { ...StatusFields }
+    comments(includeSystem: $includeSystem, first: $first, after: $after) {
+      edges { node { ...CommentFields } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}
+${COMMENT_FIELDS}
+${STATUS_FIELDS}
+${DELIVERY_FIELDS}`;
+
+export const ADD_PERSON = `
+mutation AddPerson($name: String!, $email: String) {
+  addPerson(input: {name: $name, kind: CONTACT, email: $email}) { id name kind email }
+}`;
+
+export const CREATE_TASK = `
+mutation CreateTask($title: String!, $subscriberIds: [ID!]!) {
+  createTask(input: {title: $title, subscriberIds: $subscriberIds}) {
+    id title createdAt deliveryStatus { ...StatusFields }
+  }
+}
+${STATUS_FIELDS}
+${DELIVERY_FIELDS}`;
+
+export const ADD_COMMENT = `
+mutation AddComment($taskId: ID!, $body: String!) {
+  addComment(input: {taskId: $taskId, body: $body}) { ...CommentFields }
+}
+${COMMENT_FIELDS}
+${STATUS_FIELDS}
+${DELIVERY_FIELDS}`;
+
+export const RESEND = `
+mutation Resend($id: ID!) {
+  resendDelivery(id: $id) { ...DeliveryFields }
+}
+${DELIVERY_FIELDS}`;
+
+// No taskId: one subscription covers every task of the account, so the task list and
+// the open feed are both kept current by it.
+export const DELIVERY_UPDATED = `
+subscription Live {
+  deliveryUpdated {
+    taskId commentId
+    status { state total queued sent failed read }
+    delivery { ...DeliveryFields }
+  }
+}
+${DELIVERY_FIELDS}`;

@@ -1,0 +1,241 @@
+// The dashboard's entry point: sign-in, the header, the views, and the one live
+// subscription that keeps every icon (and an open popup) current.
+
+import { DELIVERY_UPDATED, ME, RESEND, graphql, tokenStore } from "./api.js";
+import { byId, h } from "./dom.js";
+import { Feed } from "./feed.js";
+import { LANGUAGES, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
+import { refreshSlot } from "./icons.js";
+import { DetailsDialog } from "./popup.js";
+import * as store from "./store.js";
+import { TaskList } from "./tasks.js";
+import { LiveSocket, graphqlSocketUrl } from "./ws.js";
+
+const session = { account: null, live: null, liveStatus: "connecting" };
+
+const details = new DetailsDialog({
+  describe: (key) => feed.describe(key) || (key.startsWith("task:") ? taskTitle(key) : ""),
+  resend: async (deliveryId) => {
+    const data = await graphql(RESEND, { id: deliveryId });
+    store.mergeDelivery(data.resendDelivery);
+  },
+});
+
+const openDetails = (key, opener) => details.open(key, opener);
+const failed = (error) => showError(error);
+
+const tasks = new TaskList({ openDetails, select: (id) => navigate(id), failed });
+const feed = new Feed({
+  openDetails,
+  failed,
+  loaded: (task) => tasks.updateTask(task),
+});
+
+function taskTitle(key) {
+  const title = tasks.title(key.slice("task:".length));
+  return title ? t("details.forTask", { title }) : "";
+}
+
+// ------------------------------------------------------------------ sign-in
+
+async function signIn(token, { remembered = false } = {}) {
+  let me;
+  try {
+    me = await graphql(ME, {}, token);
+  } catch (error) {
+    if (error.unauthenticated) {
+      tokenStore.clear();
+      showSignIn(t(remembered ? "signIn.expired" : "signIn.bad"));
+    } else {
+      showSignIn(t("error.network", { message: error.message }));
+    }
+    return;
+  }
+  tokenStore.set(token);
+  session.account = me.account;
+  showDashboard();
+  startLive();
+  await Promise.all([tasks.reload(), tasks.loadPeople()]).catch(failed);
+  await route();
+}
+
+function signOut(message = "") {
+  session.live?.stop();
+  session.live = null;
+  session.account = null;
+  tokenStore.clear();
+  store.clear();
+  details.close();
+  feed.close();
+  byId("app-error").hidden = true;
+  showSignIn(message);
+}
+
+function showSignIn(message = "") {
+  byId("sign-in").hidden = false;
+  byId("dashboard").hidden = true;
+  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = true;
+  const error = byId("sign-in-error");
+  error.textContent = message;
+  const input = byId("token");
+  input.setAttribute("aria-invalid", String(Boolean(message)));
+  input.focus();
+}
+
+function showDashboard() {
+  byId("sign-in").hidden = true;
+  byId("dashboard").hidden = false;
+  byId("sign-in-error").textContent = "";
+  byId("token").value = "";
+  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = false;
+  drawHeader();
+}
+
+function drawHeader() {
+  const account = session.account;
+  if (!account) return;
+  byId("account").textContent = t("header.account", { name: account.name, plan: account.plan });
+  byId("free-plan").hidden = account.plan !== "FREE";
+  drawLive();
+}
+
+function drawLive() {
+  const live = byId("live");
+  const status = session.liveStatus;
+  live.dataset.status = status;
+  live.textContent = t(`live.${status}`);
+  live.title = status === "online" ? t("live.onlineTitle") : status === "offline" ? t("live.offlineTitle") : "";
+}
+
+// ------------------------------------------------------------------ live updates
+
+function startLive() {
+  session.live?.stop();
+  const live = new LiveSocket({
+    url: graphqlSocketUrl(),
+    token: () => tokenStore.get() ?? "",
+    onStatus: (status) => {
+      session.liveStatus = status;
+      drawLive();
+    },
+    // Nothing published while the socket was down is replayed: read it all again.
+    onReconnected: () => repair(),
+    onForbidden: () => signOut(t("signIn.expired")),
+  });
+  live.subscribe(DELIVERY_UPDATED, {}, {
+    next: (data) => {
+      if (data?.deliveryUpdated) applyUpdate(data.deliveryUpdated);
+    },
+    error: (errors) => showError(new Error(errors.map((e) => e.message).join("; "))),
+  });
+  session.live = live;
+  live.start();
+}
+
+function applyUpdate(update) {
+  const key = update.commentId ? store.commentKey(update.commentId) : store.taskKey(update.taskId);
+  store.applyUpdate(key, update.status, update.delivery);
+  if (update.commentId) feed.commentUpdated(update.taskId, update.commentId);
+  else if (!tasks.has(update.taskId)) tasks.scheduleReload();
+}
+
+async function repair() {
+  await Promise.all([tasks.reload(), feed.reload()]).catch(failed);
+}
+
+// ------------------------------------------------------------------ navigation
+
+function navigate(id) {
+  const hash = `#/tasks/${encodeURIComponent(id)}`;
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+async function route() {
+  if (!session.account) return;
+  const match = /^#\/tasks\/([^/]+)$/.exec(location.hash);
+  const id = match ? decodeURIComponent(match[1]) : null;
+  tasks.markCurrent(id);
+  if (!id) {
+    feed.close();
+    return;
+  }
+  await feed.open(id).catch(failed);
+}
+
+// ------------------------------------------------------------------ errors
+
+function showError(error) {
+  if (error?.unauthenticated) {
+    signOut(t("signIn.expired"));
+    return;
+  }
+  console.error(error);
+  byId("app-error").hidden = false;
+  byId("app-error-text").textContent =
+    error?.code === "NETWORK" ? t("error.network", { message: error.message }) : String(error?.message ?? error);
+}
+
+// ------------------------------------------------------------------ start
+
+function redrawForLanguage() {
+  translatePage();
+  drawHeader();
+  tasks.render();
+  tasks.renderPeople();
+  feed.render();
+  for (const slot of document.querySelectorAll(".status-slot")) refreshSlot(slot);
+}
+
+/** The mailbox exists only in embedded mode: ask for it rather than keep a flag. */
+async function showMailboxLink() {
+  try {
+    const response = await fetch("/mailbox/messages.json", { method: "HEAD" });
+    byId("mailbox-link").hidden = !response.ok;
+  } catch {
+    byId("mailbox-link").hidden = true;
+  }
+}
+
+function start() {
+  const select = byId("language");
+  for (const [code, name] of Object.entries(LANGUAGES)) {
+    select.append(h("option", { value: code, lang: code }, name));
+  }
+  select.value = language();
+  select.addEventListener("change", () => setLanguage(select.value));
+  onLanguageChange(() => {
+    select.value = language();
+    redrawForLanguage();
+  });
+  translatePage();
+
+  store.onChange((key) => {
+    for (const slot of document.querySelectorAll(`[data-status-key="${CSS.escape(key)}"]`)) {
+      refreshSlot(slot);
+    }
+  });
+
+  byId("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = byId("token").value.trim();
+    if (!token) {
+      showSignIn(t("signIn.empty"));
+      return;
+    }
+    signIn(token);
+  });
+  byId("sign-out").addEventListener("click", () => signOut());
+  byId("app-error-close").addEventListener("click", () => {
+    byId("app-error").hidden = true;
+  });
+  window.addEventListener("hashchange", () => route());
+  window.addEventListener("beacon:unauthenticated", () => signOut(t("signIn.expired")));
+
+  showMailboxLink();
+  const remembered = tokenStore.get();
+  if (remembered) signIn(remembered, { remembered: true });
+  else showSignIn();
+}
+
+start();

@@ -1,0 +1,206 @@
+// The sidebar: the task list (each task with its icon), the "New task" form with a
+// checkbox per person, and the "Add a contact" form.
+
+import { ADD_PERSON, CREATE_TASK, PEOPLE, TASKS, graphql } from "./api.js";
+import { byId, h, reconcile, replaceChildren, submitting } from "./dom.js";
+import { formatDateTime, t } from "./i18n.js";
+import { refreshSlot, statusSlot } from "./icons.js";
+import { setSnapshot, snapshotToken, taskKey } from "./store.js";
+
+const PAGE = 50;
+const MAX_PAGE = 200; // the API's limit for `first`
+
+export class TaskList {
+  /**
+   * @param {object} options
+   * @param {(key: string, opener: HTMLElement) => void} options.openDetails
+   * @param {(id: string) => void} options.select  show a task's feed
+   * @param {(error: Error) => void} options.failed
+   */
+  constructor({ openDetails, select, failed }) {
+    this.openDetails = openDetails;
+    this.select = select;
+    this.failed = failed;
+    this.list = byId("task-list");
+    this.tasks = [];
+    this.pageInfo = { hasNextPage: false, endCursor: null };
+    this.currentId = null;
+    this.viewerId = null;
+    this.people = [];
+    this.reloadTimer = 0;
+    this.checked = new Set(); // person ids ticked in the form, kept across redraws
+
+    byId("tasks-more").addEventListener("click", () => this.loadMore().catch(this.failed));
+    byId("new-task-form").addEventListener("submit", (event) => this.createTask(event));
+    byId("new-person-form").addEventListener("submit", (event) => this.addPerson(event));
+  }
+
+  /** Fetch the list again, as far as it had been paged (capped by the API's limit). */
+  async reload() {
+    const token = snapshotToken();
+    const first = Math.min(MAX_PAGE, Math.max(PAGE, this.tasks.length));
+    const data = await graphql(TASKS, { first });
+    this.tasks = data.tasks.edges.map((edge) => edge.node);
+    this.pageInfo = data.tasks.pageInfo;
+    for (const task of this.tasks) setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+    this.render();
+  }
+
+  async loadMore() {
+    const token = snapshotToken();
+    const data = await graphql(TASKS, { first: PAGE, after: this.pageInfo.endCursor });
+    const more = data.tasks.edges.map((edge) => edge.node);
+    for (const task of more) setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+    const known = new Set(this.tasks.map((task) => task.id));
+    this.tasks.push(...more.filter((task) => !known.has(task.id)));
+    this.pageInfo = data.tasks.pageInfo;
+    this.render();
+  }
+
+  /** A live update named a task this page has not loaded: fetch the list soon, once. */
+  scheduleReload() {
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => this.reload().catch(this.failed), 250);
+  }
+
+  has(id) {
+    return this.tasks.some((task) => task.id === id);
+  }
+
+  title(id) {
+    return this.tasks.find((task) => task.id === id)?.title;
+  }
+
+  /** A task changed elsewhere (e.g. its feed was loaded): keep the list's copy current. */
+  updateTask(task) {
+    const index = this.tasks.findIndex((known) => known.id === task.id);
+    if (index >= 0) {
+      this.tasks[index] = { ...this.tasks[index], title: task.title };
+      this.render();
+    }
+  }
+
+  markCurrent(id) {
+    this.currentId = id;
+    this.render();
+  }
+
+  render() {
+    reconcile(
+      this.list,
+      this.tasks,
+      (task) => task.id,
+      (task) => this.item(task),
+      (node, task) => this.fill(node, task),
+    );
+    byId("tasks-empty").hidden = this.tasks.length > 0;
+    byId("tasks-more").hidden = !this.pageInfo.hasNextPage;
+  }
+
+  item(task) {
+    const node = h(
+      "li",
+      { class: "task-item", dataset: { taskId: task.id } },
+      h(
+        "a",
+        { class: "task-link", href: `#/tasks/${encodeURIComponent(task.id)}` },
+        h("span", { class: "task-link__title" }),
+        h("span", { class: "task-link__date muted small" }),
+      ),
+      statusSlot(taskKey(task.id), (opener) => this.openDetails(taskKey(task.id), opener)),
+    );
+    this.fill(node, task);
+    return node;
+  }
+
+  fill(node, task) {
+    node.querySelector(".task-link__title").textContent = task.title;
+    node.querySelector(".task-link__date").textContent = formatDateTime(task.createdAt);
+    const link = node.querySelector(".task-link");
+    if (task.id === this.currentId) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+    refreshSlot(node.querySelector(".status-slot"));
+  }
+
+  // ---------------------------------------------------------------- people and forms
+
+  async loadPeople() {
+    const data = await graphql(PEOPLE);
+    this.viewerId = data.viewer.id;
+    this.people = data.people;
+    this.renderPeople();
+  }
+
+  renderPeople() {
+    const box = byId("subscriber-options");
+    if (this.people.length === 0) {
+      replaceChildren(box, h("p", { class: "muted small" }, t("newTask.noPeople")));
+      return;
+    }
+    replaceChildren(
+      box,
+      this.people.map((person) => {
+        const id = `subscriber-${person.id}`;
+        const input = h("input", {
+          type: "checkbox",
+          id,
+          name: "subscriberIds",
+          value: person.id,
+          checked: this.checked.has(person.id),
+          onchange: (event) => {
+            if (event.currentTarget.checked) this.checked.add(person.id);
+            else this.checked.delete(person.id);
+          },
+        });
+        return h(
+          "div",
+          { class: "checkbox" },
+          input,
+          h(
+            "label",
+            { for: id },
+            person.name,
+            person.id === this.viewerId ? ` ${t("person.you")}` : "",
+            person.email ? h("span", { class: "muted small" }, ` ${person.email}`) : null,
+          ),
+        );
+      }),
+    );
+  }
+
+  async createTask(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const title = form.elements.title.value.trim();
+    if (!title) return;
+    await submitting(form, t("form.saving"), async () => {
+      const token = snapshotToken();
+      const data = await graphql(CREATE_TASK, { title, subscriberIds: [...this.checked] });
+      const task = data.createTask;
+      setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+      if (!this.has(task.id)) this.tasks.unshift(task);
+      this.render();
+      form.reset();
+      this.checked.clear();
+      this.renderPeople();
+      this.select(task.id);
+      return t("newTask.created", { title: task.title });
+    });
+  }
+
+  async addPerson(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const name = form.elements.name.value.trim();
+    const email = form.elements.email.value.trim();
+    if (!name) return;
+    await submitting(form, t("form.saving"), async () => {
+      const data = await graphql(ADD_PERSON, { name, email: email || null });
+      form.reset();
+      // Most often the contact was added to be subscribed to the next task.
+      this.checked.add(data.addPerson.id);
+      await this.loadPeople();
+      return t("person.added", { name: data.addPerson.name });
+    });
+  }
+}
