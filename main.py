@@ -16,10 +16,11 @@ from common.settings import Settings
 log = logging.getLogger("beacon")
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(settings: Settings) -> None:
+    from web.logging import setup_logging
+
+    # JSON lines by default (LOG_FORMAT=text for plain lines).
+    setup_logging(settings.log_format)
 
 
 async def _create_account(settings: Settings, name: str, plan: Plan, email: str) -> dict[str, str]:
@@ -105,6 +106,10 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level="info",
+        # Our middleware logs each request once, as JSON (web/logging.py); uvicorn's
+        # loggers go through the same handler.
+        access_log=False,
+        log_config=None,
     )
     return 0
 
@@ -116,7 +121,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
     async def run() -> None:
         db = Database(settings.database_url)
-        broadcast = create_broadcast(settings.broadcast_url)
+        broadcast = create_broadcast(settings.broadcast_url, prefix=settings.broadcast_prefix)
         await broadcast.connect()
         worker = Worker(db, broadcast, settings)
         loop = asyncio.get_running_loop()
@@ -161,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
         args = build_parser().parse_args(["serve"])
-    _setup_logging()
     settings = Settings.from_env()
+    _setup_logging(settings)
     return int(args.func(settings, args))
 
 

@@ -22,3 +22,31 @@ PIXEL_BUFFERED = Gauge(
     "beacon_pixel_opens_buffered",
     "Opens waiting in memory for the database to come back.",
 )
+CALLBACKS = Counter(
+    "beacon_provider_reports_total",
+    "Provider status reports by channel and outcome (applied, duplicate, unknown, forged).",
+    ["channel", "outcome"],
+)
+BROADCAST_RECONNECTS = Counter(
+    "beacon_broadcast_reconnects_total",
+    "Times the broadcast connection (Redis, PostgreSQL) was lost and opened again.",
+    ["backend"],
+)
+WEBSOCKETS_OPEN = Gauge(
+    "beacon_websocket_connections",
+    "Open GraphQL websocket connections.",
+)
+SUBSCRIPTIONS_ACTIVE = Gauge(
+    "beacon_subscriptions_active",
+    "Running deliveryUpdated subscriptions.",
+)
+SEND_QUEUE_JOBS = Gauge(
+    "beacon_send_queue_jobs",
+    "Jobs in the send queue: due (waiting for a worker), leased (being sent), "
+    "scheduled (a retry or a rate limit later). Read from the database at scrape time.",
+    ["state"],
+)
+SEND_QUEUE_OLDEST_AGE = Gauge(
+    "beacon_send_queue_oldest_job_age_seconds",
+    "How long the oldest due, unleased job has been waiting for a worker (0 if none).",
+)

@@ -42,10 +42,26 @@ class Settings:
     bounce_smtp_host: str
     bounce_smtp_port: int | None
     email_concurrency: int
+    channel_concurrency: int
     smtp_pool_size: int
     recipient_rate_limit: int
     recipient_rate_window_seconds: float
     pixel_buffer_size: int
+    telegram_api_url: str
+    whatsapp_api_url: str
+    twilio_api_url: str
+    http_timeout_seconds: float
+    webhook_allow_private: bool
+    # Scale-out and operations (issue 6)
+    broadcast_prefix: str
+    log_format: str
+    graphql_max_depth: int
+    graphql_max_tokens: int
+    graphql_max_aliases: int
+    ws_max_subscriptions: int
+    pixel_commit_seconds: float
+    live_poll_seconds: float
+    live_gap_seconds: float
 
     @property
     def embedded(self) -> bool:
@@ -94,11 +110,33 @@ class Settings:
             bounce_smtp_host=env.get("BOUNCE_SMTP_HOST", "127.0.0.1"),
             bounce_smtp_port=int(env["BOUNCE_SMTP_PORT"]) if env.get("BOUNCE_SMTP_PORT") else None,
             email_concurrency=int(env.get("EMAIL_CONCURRENCY", "10")),
+            channel_concurrency=int(env.get("CHANNEL_CONCURRENCY", "10")),
             smtp_pool_size=int(env.get("SMTP_POOL_SIZE", "4")),
             # The source system caps mail at 50 emails per recipient per 10 minutes.
             recipient_rate_limit=int(env.get("RECIPIENT_RATE_LIMIT", "50")),
             recipient_rate_window_seconds=float(env.get("RECIPIENT_RATE_WINDOW_SECONDS", "600")),
             pixel_buffer_size=int(env.get("PIXEL_BUFFER_SIZE", "10000")),
+            telegram_api_url=env.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
+            whatsapp_api_url=env.get("WHATSAPP_API_URL", "https://graph.facebook.com/v21.0").rstrip(
+                "/"
+            ),
+            twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
+            http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "15")),
+            # Webhooks to loopback and private networks are refused unless allowed: a
+            # tenant must not make the server call its own neighbours (SSRF).
+            webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", "0")),
+            # Put in front of every broadcast channel name: deployments (or test runs)
+            # sharing one Redis do not hear each other.
+            broadcast_prefix=env.get("BROADCAST_PREFIX", ""),
+            log_format=env.get("LOG_FORMAT", "json").strip().lower(),
+            graphql_max_depth=int(env.get("GRAPHQL_MAX_DEPTH", "12")),
+            graphql_max_tokens=int(env.get("GRAPHQL_MAX_TOKENS", "2000")),
+            graphql_max_aliases=int(env.get("GRAPHQL_MAX_ALIASES", "20")),
+            ws_max_subscriptions=int(env.get("WS_MAX_SUBSCRIPTIONS", "20")),
+            # How long a pixel hit waits for others to share its commit.
+            pixel_commit_seconds=float(env.get("PIXEL_COMMIT_SECONDS", "0.002")),
+            live_poll_seconds=float(env.get("LIVE_POLL_SECONDS", "1")),
+            live_gap_seconds=float(env.get("LIVE_GAP_SECONDS", "30")),
         )
 
 

@@ -136,10 +136,11 @@ async def add_person(
     account_id: uuid.UUID,
     kind: PersonKind,
     name: str,
-    email: str | None,
+    email: str | None = None,
     telegram_chat_id: str | None = None,
     phone: str | None = None,
     webhook_url: str | None = None,
+    disabled_channels: Sequence[str] = (),
 ) -> Row[Any]:
     person_id = uuid.uuid4()
     await conn.execute(
@@ -152,10 +153,23 @@ async def add_person(
             telegram_chat_id=telegram_chat_id,
             phone=phone,
             webhook_url=webhook_url,
+            disabled_channels=list(disabled_channels),
             created_at=utcnow(),
         )
     )
     return (await conn.execute(people.select().where(people.c.id == person_id))).one()
+
+
+async def update_person(
+    conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID, values: dict[str, Any]
+) -> Row[Any] | None:
+    """Change the given columns of a person of this account; None if there is none."""
+    query = people.select().where(people.c.id == person_id, people.c.account_id == account_id)
+    if (await conn.execute(query)).first() is None:
+        return None
+    if values:
+        await conn.execute(people.update().where(people.c.id == person_id).values(**values))
+    return (await conn.execute(query)).one()
 
 
 async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:

@@ -258,3 +258,16 @@ async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> li
         _WITH_TARGET.where(deliveries.c.message_id == message_id).order_by(*_ORDER)
     )
     return list(rows.all())
+
+
+async def delivery_by_provider_id(
+    conn: AsyncConnection, channel: Channel, provider_message_id: str
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            _WITH_TARGET.where(
+                deliveries.c.channel == channel.value,
+                deliveries.c.provider_message_id == provider_message_id,
+            )
+        )
+    ).first()

@@ -44,10 +44,13 @@ class Database:
         if not self.is_sqlite:
             # pre_ping replaces connections a database restart killed; the short connect
             # timeout keeps requests from hanging for a minute while it is down.
+            # All 20 connections stay pooled (no overflow): a worker handles a batch of
+            # 20 jobs at once, and overflow connections were closed on every return and
+            # reopened on the next checkout (a new backend per two emails sent).
             kwargs.update(
                 pool_pre_ping=True,
-                pool_size=10,
-                max_overflow=10,
+                pool_size=20,
+                max_overflow=0,
                 pool_timeout=10,
                 connect_args={"timeout": 5},
             )

@@ -8,12 +8,13 @@ import datetime as dt
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.domain import Channel, DeliveryState, NotificationKind, Plan
+from common.domain import Channel, DeliveryState, NotificationKind, PersonKind, Plan
 from common.events import DeliveryChanged
 from db.tables import deliveries, delivery_events, messages, notifications, send_jobs
 
@@ -27,6 +28,36 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+@dataclass(frozen=True)
+class _Route:
+    """One delivery to make: a recipient on a channel, at an address."""
+
+    position: int
+    person: Row[Any]
+    channel: Channel
+    address: str
+
+
+def addresses_of(person: Row[Any], configured: frozenset[Channel]) -> dict[Channel, str]:
+    """Where a person can be reached: each channel they have an address for, that the
+    account can send on, and that they have not switched off. In-app notifications are
+    for employees, who sign in."""
+    disabled = set(person.disabled_channels or ())
+    candidates: dict[Channel, str | None] = {
+        Channel.EMAIL: person.email,
+        Channel.TELEGRAM: person.telegram_chat_id,
+        Channel.WHATSAPP: person.phone,
+        Channel.SMS: person.phone,
+        Channel.WEBHOOK: person.webhook_url,
+        Channel.IN_APP: "in-app" if person.kind == PersonKind.EMPLOYEE.value else None,
+    }
+    return {
+        channel: address
+        for channel, address in candidates.items()
+        if address and channel in configured and channel.value not in disabled
+    }
+
+
 async def enqueue_notification(
     conn: AsyncConnection,
     *,
@@ -35,16 +66,25 @@ async def enqueue_notification(
     comment_id: uuid.UUID | None,
     kind: NotificationKind,
     recipients: Sequence[Row[Any]],
+    configured: frozenset[Channel],
     message_id_domain: str,
     now: dt.datetime,
 ) -> list[DeliveryChanged]:
-    """One delivery per recipient and channel they have an address for (email for now).
+    """One delivery per recipient and channel they can be reached on (`addresses_of`).
 
-    With `show_all_recipients` the email deliveries share one message (one email, every
-    addressee in To:, one pixel); otherwise each delivery is its own message.
+    Each delivery is its own message, except email with `show_all_recipients`: then
+    the email deliveries share one message (one email, every addressee in To:, one
+    pixel).
     """
-    email_recipients = [person for person in recipients if person.email]
-    if not email_recipients:
+    routes = [
+        _Route(position, person, channel, address)
+        for position, (person, channel, address) in enumerate(
+            (person, channel, address)
+            for person in recipients
+            for channel, address in addresses_of(person, configured).items()
+        )
+    ]
+    if not routes:
         return []
     notification_id = uuid.uuid4()
     await conn.execute(
@@ -57,22 +97,28 @@ async def enqueue_notification(
             created_at=now,
         )
     )
-    numbered = list(enumerate(email_recipients))
-    groups = [numbered] if account.show_all_recipients else [[pair] for pair in numbered]
+    emails = [route for route in routes if route.channel is Channel.EMAIL]
+    groups = (
+        [emails, *([route] for route in routes if route.channel is not Channel.EMAIL)]
+        if account.show_all_recipients and emails
+        else [[route] for route in routes]
+    )
     tracked = may_track(account)
     message_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     job_rows: list[dict[str, Any]] = []
     for group in groups:
         message_id = uuid.uuid4()
+        channel = group[0].channel
         message_rows.append(
             {
                 "id": message_id,
                 "account_id": account.id,
                 "notification_id": notification_id,
-                "channel": Channel.EMAIL.value,
+                "channel": channel.value,
                 "header_message_id": new_message_id(message_id_domain),
-                "pixel_id": secrets.token_hex(16) if tracked else None,
+                # Only email carries a pixel; messengers report reads themselves.
+                "pixel_id": secrets.token_hex(16) if tracked and channel is Channel.EMAIL else None,
                 "created_at": now,
             }
         )
@@ -83,16 +129,16 @@ async def enqueue_notification(
                 "account_id": account.id,
                 "notification_id": notification_id,
                 "message_id": message_id,
-                "recipient_id": person.id,
-                "position": position,
-                "channel": Channel.EMAIL.value,
-                "address": person.email,
+                "recipient_id": route.person.id,
+                "position": route.position,
+                "channel": route.channel.value,
+                "address": route.address,
                 "state": DeliveryState.QUEUED.value,
                 "attempts": 0,
                 "queued_at": now,
                 "open_count": 0,
             }
-            for position, person in group
+            for route in group
         )
     await conn.execute(messages.insert(), message_rows)
     await conn.execute(deliveries.insert(), delivery_rows)

@@ -91,6 +91,8 @@ people = sa.Table(
     sa.Column("telegram_chat_id", sa.String(64), nullable=True),
     sa.Column("phone", sa.String(32), nullable=True),
     sa.Column("webhook_url", sa.String(2000), nullable=True),
+    # Channels the person switched off, e.g. ["SMS", "WHATSAPP"].
+    sa.Column("disabled_channels", sa.JSON(), nullable=False, server_default="[]"),
     _created_at(),
 )
 
@@ -230,6 +232,11 @@ deliveries = sa.Table(
     sa.Column("error_message", sa.Text(), nullable=True),
     sa.Column("error_permanent", sa.Boolean(), nullable=True),
     sa.Column("open_count", sa.Integer(), nullable=False, default=0),
+    # The provider's id for the message (Telegram message id, WhatsApp wamid, Twilio
+    # SID): its status reports name it.
+    sa.Column("provider_message_id", sa.String(255), nullable=True),
+    sa.Column("delivered_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_deliveries_provider_message", "channel", "provider_message_id"),
 )
 
 # Append-only: rows are inserted, never updated.
@@ -308,4 +315,39 @@ sa.Index(
     deliveries.c.channel,
     deliveries.c.address,
     deliveries.c.sent_at,
+)
+
+
+# An account's provider credentials: write-only over the API, never logged.
+channel_credentials = sa.Table(
+    "channel_credentials",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Uuid(),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("telegram_bot_token", sa.String(255), nullable=True),
+    # Callbacks name these, so an account is found from the payload.
+    sa.Column("whatsapp_phone_number_id", sa.String(64), nullable=True, unique=True),
+    sa.Column("whatsapp_access_token", sa.String(1000), nullable=True),
+    sa.Column("whatsapp_app_secret", sa.String(255), nullable=True),
+    sa.Column("whatsapp_verify_token", sa.String(255), nullable=True),
+    sa.Column("twilio_account_sid", sa.String(64), nullable=True, index=True),
+    sa.Column("twilio_auth_token", sa.String(255), nullable=True),
+    sa.Column("twilio_from_number", sa.String(32), nullable=True),
+    sa.Column("webhook_signing_secret", sa.String(255), nullable=True),
+)
+
+# Each provider report once: a replayed or duplicated callback adds no second event.
+provider_reports = sa.Table(
+    "provider_reports",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("provider_message_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("channel", "provider_message_id", "status"),
 )

@@ -25,3 +25,7 @@ def bad_input(message: str, field: str | None = None) -> GraphQLError:
 
 def plan_required() -> GraphQLError:
     return _error("PLAN_REQUIRED", "Delivery tracking is available on the PAID and PREMIUM plans.")
+
+
+def forbidden(message: str) -> GraphQLError:
+    return _error("FORBIDDEN", message)

@@ -8,8 +8,11 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from channels.base import ChannelCredentials
+from common.domain import Channel
 from db import accounts as db_accounts
 from db import bounces as db_bounces
+from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from db import tasks as db_tasks
 from resolvers.context import Info, parse_id
@@ -40,6 +43,14 @@ async def viewer(info: Info) -> Row[Any]:
 async def people(info: Info) -> Sequence[Row[Any]]:
     async with info.context.db.read() as conn:
         return await db_accounts.list_people(conn, info.context.require_viewer().account_id)
+
+
+async def configured_channels(info: Info) -> frozenset[Channel]:
+    async with info.context.db.read() as conn:
+        credentials = await db_credentials.get_credentials(
+            conn, info.context.require_viewer().account_id
+        )
+    return ChannelCredentials(**credentials).configured()
 
 
 async def bounces(info: Info, unparsed_only: bool) -> Sequence[Row[Any]]:

@@ -9,17 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.base import ChannelCredentials
 from channels.email import SmtpServer
 from common.broadcast import publish_changes
-from common.domain import DeliveryState, NotificationKind, PersonKind
+from common.domain import Channel, DeliveryState, NotificationKind, PersonKind
 from db import accounts as db_accounts
+from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from db import outbox
 from db import tasks as db_tasks
@@ -66,31 +70,94 @@ def message_id_domain(mail_from: str) -> str:
     return address.rpartition("@")[2] or "beacon.localhost"
 
 
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_TELEGRAM_CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+
+
+def validate_phone(value: str | None) -> str | None:
+    phone = _optional(value)
+    if phone is None:
+        return None
+    phone = re.sub(r"[\s().-]", "", phone)
+    if not _PHONE.match(phone):
+        raise bad_input(
+            f"'{value}' is not a phone number in international form (+15551234567).",
+            field="phone",
+        )
+    return phone
+
+
+def validate_telegram_chat(value: str | None) -> str | None:
+    chat = _optional(value)
+    if chat is not None and not _TELEGRAM_CHAT.match(chat):
+        raise bad_input(
+            f"'{chat}' is not a Telegram chat id (a number, or @channelname).",
+            field="telegramChatId",
+        )
+    return chat
+
+
+def validate_webhook_url(value: str | None) -> str | None:
+    url = _optional(value)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        raise bad_input(f"'{url}' is not an http(s) URL.", field="webhookUrl")
+    return url
+
+
 @dataclass(frozen=True)
 class PersonFields:
-    kind: PersonKind
-    name: str
-    email: str | None
-    telegram_chat_id: str | None
-    phone: str | None
-    webhook_url: str | None
+    """What a mutation may set on a person; UNSET (None in `given`) leaves a field as is."""
+
+    values: dict[str, Any]
+
+    @classmethod
+    def validate(cls, **given: Any) -> PersonFields:
+        return cls({key: _VALIDATORS[key](value) for key, value in given.items()})
 
 
-async def add_person(info: Info, fields: PersonFields) -> Row[Any]:
+def _name(value: str) -> str:
+    return _text(value, "name", MAX_NAME)
+
+
+def _channels(value: list[Channel] | None) -> list[str]:
+    return sorted({Channel(channel).value for channel in value or ()})
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "name": _name,
+    "email": validate_email,
+    "telegram_chat_id": validate_telegram_chat,
+    "phone": validate_phone,
+    "webhook_url": validate_webhook_url,
+    "disabled_channels": _channels,
+}
+
+
+async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
-    name = _text(fields.name, "name", MAX_NAME)
-    email = validate_email(fields.email)
     async with info.context.db.write() as conn:
         return await db_accounts.add_person(
-            conn,
-            account_id=viewer.account_id,
-            kind=fields.kind,
-            name=name,
-            email=email,
-            telegram_chat_id=_optional(fields.telegram_chat_id),
-            phone=_optional(fields.phone),
-            webhook_url=_optional(fields.webhook_url),
+            conn, account_id=viewer.account_id, kind=kind, **fields.values
         )
+
+
+async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
+    viewer = info.context.require_viewer()
+    parsed = parse_id(person_id, "person")
+    async with info.context.db.write() as conn:
+        row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
+    if row is None:
+        raise not_found("person")
+    info.context.reset_loaders()
+    return row
+
+
+async def configured_channels(conn: AsyncConnection, account_id: uuid.UUID) -> frozenset[Channel]:
+    credentials = await db_credentials.get_credentials(conn, account_id)
+    return ChannelCredentials(**credentials).configured()
 
 
 async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
@@ -126,6 +193,7 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
             comment_id=None,
             kind=NotificationKind.TASK_CREATED,
             recipients=[row for row in subscribers if row.id != viewer.person_id],
+            configured=await configured_channels(conn, viewer.account_id),
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )
@@ -164,6 +232,7 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
             comment_id=comment_id,
             kind=NotificationKind.COMMENT_ADDED,
             recipients=recipients,
+            configured=await configured_channels(conn, viewer.account_id),
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )

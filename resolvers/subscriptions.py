@@ -1,53 +1,108 @@
-"""`deliveryUpdated`: the broadcast says which delivery changed; the database says how."""
+"""`deliveryUpdated(taskId, after)`: what the client missed since its cursor, read from
+the database, then the live feed, with nothing lost and nothing twice.
+
+The seam: the subscription joins the live feed first, at the feed's position `start`.
+Every event the live feed hands it later lies past `start`; the replay reads exactly
+the events up to `start` that the cursor had not seen. Live updates whose events the
+cursor had all seen (it may come from a node further ahead) are skipped.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-from broadcaster._base import Unsubscribed
-from sqlalchemy.engine import Row
+from graphql import GraphQLError
 
-from common.events import DeliveryChanged, account_channel
-from db import deliveries as db_deliveries
-from resolvers import feed
-from resolvers.context import Info, parse_id
-from resolvers.errors import not_found
-
-
-@dataclass(frozen=True)
-class Update:
-    delivery: Row[Any]
-    status_rows: list[Row[Any]]
+from db import event_log
+from resolvers.context import Context, Info, parse_id
+from resolvers.errors import bad_input, not_found
+from resolvers.live import (
+    LiveFeed,
+    LiveUpdate,
+    Overflow,
+    SharedResults,
+    load_updates,
+    shared_context,
+)
+from resolvers.positions import InvalidCursor, Position, decode_cursor
 
 
-async def delivery_updates(info: Info, task_id: str | None) -> AsyncIterator[Update]:
-    viewer = info.context.require_viewer()
+def live_feed(info: Info) -> LiveFeed:
+    """The process's live feed (web/app.py keeps it in the app's state)."""
+    feed = getattr(info.context.request.app.state, "live_feed", None)
+    assert isinstance(feed, LiveFeed), "the app has no live feed"
+    return feed
+
+
+def overflow() -> GraphQLError:
+    return GraphQLError(
+        "This subscription fell too far behind. Subscribe again with the last cursor.",
+        extensions={"code": "SUBSCRIPTION_OVERFLOW"},
+    )
+
+
+async def delivery_updates(
+    info: Info, task_id: str | None, after: str | None
+) -> AsyncIterator[LiveUpdate]:
+    info.context.require_viewer()
     wanted: uuid.UUID | None = None
     if task_id is not None:
         wanted = parse_id(task_id, "task")
         if await info.context.loaders.task.load(wanted) is None:
             raise not_found("task")
-    broadcast = info.context.services.broadcast
-    async with broadcast.subscribe(account_channel(viewer.account_id)) as subscriber:
+    since: Position | None = None
+    if after is not None:
+        try:
+            since = decode_cursor(after)
+        except InvalidCursor as error:
+            raise bad_input(f"'after': {error}.", field="after") from None
+    async with live_feed(info).listen(info.context) as listener:
+        if since is not None:
+            for update in await replay(info.context, since, listener.start, wanted):
+                yield update
         while True:
             try:
-                event = await subscriber.get()
-            except Unsubscribed:
-                return
-            change = DeliveryChanged.decode(event.message)
-            # The channel is per account already; the check guards against a bad publisher.
-            if change.account_id != viewer.account_id:
-                continue
-            if wanted is not None and change.task_id != wanted:
-                continue
-            info.context.reset_loaders()
-            if not await info.context.tracking_allowed():
-                continue
-            async with info.context.db.read() as conn:
-                row = await db_deliveries.get_delivery(conn, viewer.account_id, change.delivery_id)
-            if row is None:
-                continue
-            yield Update(delivery=row, status_rows=await feed.status_rows_for(info, row))
+                updates = await listener.next_batch()
+            except Overflow:
+                raise overflow() from None
+            for update in updates:
+                if wanted is not None and update.task_id != wanted:
+                    continue
+                if since is not None:
+                    if all(since.covers(event_id) for event_id in update.event_ids):
+                        continue  # seen before the client reconnected
+                    if not update.position.includes(since):
+                        yield update.at(update.position.union(since))
+                        continue
+                    since = None  # the feed has caught up with the cursor
+                yield update
+
+
+async def replay(
+    context: Context, since: Position, start: Position, task_id: uuid.UUID | None
+) -> list[LiveUpdate]:
+    """Updates for the events up to `start` that `since` has not seen, oldest first."""
+    account_id = context.require_viewer().account_id
+    async with context.db.read() as conn:
+        if since.high > await event_log.latest_event_id(conn):
+            raise bad_input("'after' is ahead of every delivery event.", field="after")
+        events = await event_log.account_events_between(
+            conn,
+            account_id,
+            task_id,
+            after=since.high,
+            upto=start.high,
+            also=since.gaps,
+            excluded=start.gaps,
+        )
+    shared = shared_context(context)
+    loaded = await load_updates(shared, [(row.id, row.delivery_id) for row in events])
+    updates = []
+    for delivery, status_rows, event_ids in loaded:
+        latest = event_ids[-1]
+        seen = Position(latest, frozenset(gap for gap in start.gaps if gap < latest))
+        updates.append(
+            LiveUpdate(delivery, status_rows, event_ids, seen.union(since), SharedResults(shared))
+        )
+    return updates

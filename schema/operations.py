@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Annotated, Any
 
 import strawberry
 
 from common import domain
-from resolvers import feed, mutations, subscriptions
+from resolvers import channels, feed, mutations, subscriptions
 from resolvers.context import Info
+from resolvers.errors import bad_input
+from resolvers.live import LiveUpdate
 from schema.types import (
     Account,
     Bounce,
@@ -32,6 +35,38 @@ class AddPersonInput:
     telegram_chat_id: str | None = None
     phone: str | None = None
     webhook_url: str | None = None
+    disabled_channels: list[domain.Channel] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="Only the fields given change; null clears an address.")
+class UpdatePersonInput:
+    name: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    telegram_chat_id: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    webhook_url: str | None = strawberry.UNSET
+    disabled_channels: list[domain.Channel] | None = strawberry.UNSET
+
+
+@strawberry.input(
+    description="Provider credentials. Write-only: never returned. Only the fields given "
+    "change; null or an empty string clears one."
+)
+class ChannelCredentialsInput:
+    telegram_bot_token: str | None = strawberry.UNSET
+    whatsapp_phone_number_id: str | None = strawberry.UNSET
+    whatsapp_access_token: str | None = strawberry.UNSET
+    whatsapp_app_secret: str | None = strawberry.UNSET
+    whatsapp_verify_token: str | None = strawberry.UNSET
+    twilio_account_sid: str | None = strawberry.UNSET
+    twilio_auth_token: str | None = strawberry.UNSET
+    twilio_from_number: str | None = strawberry.UNSET
+    webhook_signing_secret: str | None = strawberry.UNSET
+
+
+def _given(input: object) -> dict[str, Any]:
+    """The fields of an input object the client actually sent."""
+    return {name: value for name, value in vars(input).items() if value is not strawberry.UNSET}
 
 
 @strawberry.input
@@ -93,18 +128,30 @@ class Query:
 class Mutation:
     @strawberry.mutation
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
-        row = await mutations.add_person(
-            info,
-            mutations.PersonFields(
-                kind=domain.PersonKind(input.kind),
-                name=input.name,
-                email=input.email,
-                telegram_chat_id=input.telegram_chat_id,
-                phone=input.phone,
-                webhook_url=input.webhook_url,
-            ),
-        )
+        given = _given(input)
+        kind = domain.PersonKind(given.pop("kind"))
+        row = await mutations.add_person(info, kind, mutations.PersonFields.validate(**given))
         return Person.from_row(row)
+
+    @strawberry.mutation
+    async def update_person(
+        self, info: Info, id: strawberry.ID, input: UpdatePersonInput
+    ) -> Person:
+        given = _given(input)
+        if given.get("name", "") is None:
+            raise bad_input("'name' cannot be cleared.", field="name")
+        if "disabled_channels" in given and given["disabled_channels"] is None:
+            given["disabled_channels"] = []
+        row = await mutations.update_person(info, id, mutations.PersonFields.validate(**given))
+        return Person.from_row(row)
+
+    @strawberry.mutation
+    async def set_channel_credentials(self, info: Info, input: ChannelCredentialsInput) -> Account:
+        return Account.from_row(await channels.set_channel_credentials(info, _given(input)))
+
+    @strawberry.mutation
+    async def mark_read(self, info: Info, delivery_id: strawberry.ID) -> Delivery:
+        return Delivery(row=await channels.mark_read(info, delivery_id))
 
     @strawberry.mutation
     async def create_task(self, info: Info, input: CreateTaskInput) -> Task:
@@ -138,14 +185,28 @@ class Mutation:
 class Subscription:
     @strawberry.subscription
     async def delivery_updated(
-        self, info: Info, task_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        task_id: strawberry.ID | None = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A `cursor` from an earlier update: what came after it first."
+            ),
+        ] = None,
     ) -> AsyncGenerator[DeliveryUpdate, None]:
-        async for update in subscriptions.delivery_updates(info, task_id):
-            status = DeliveryStatus.from_rows(update.status_rows)
-            assert status is not None, "the changed delivery is among its target's"
-            yield DeliveryUpdate(
-                delivery=Delivery(row=update.delivery),
-                task_id=strawberry.ID(str(update.delivery.task_id)),
-                comment_id=id_of(update.delivery.comment_id),
-                status=status,
-            )
+        async for update in subscriptions.delivery_updates(info, task_id, after):
+            yield update.view(_delivery_update)
+
+
+def _delivery_update(update: LiveUpdate) -> DeliveryUpdate:
+    status = DeliveryStatus.from_rows(update.status_rows)
+    assert status is not None, "the changed delivery is among its target's"
+    return DeliveryUpdate(
+        delivery=Delivery(row=update.delivery),
+        task_id=strawberry.ID(str(update.delivery.task_id)),
+        comment_id=id_of(update.delivery.comment_id),
+        status=status,
+        cursor=update.cursor,
+        shared=update.shared,
+    )

@@ -15,6 +15,7 @@ from common import domain
 from db.tasks import encode_cursor
 from resolvers import feed
 from resolvers.context import Info
+from resolvers.live import SharedResults
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
 for _enum in (domain.DeliveryState, domain.Channel, domain.Plan, domain.PersonKind):
@@ -61,6 +62,11 @@ class Account:
             smtp_relay=row.smtp_relay,
         )
 
+    @strawberry.field
+    async def configured_channels(self, info: Info) -> list[domain.Channel]:
+        """The channels this account can send on; provider channels need credentials."""
+        return sorted(await feed.configured_channels(info), key=list(domain.Channel).index)
+
 
 @strawberry.type
 class Person:
@@ -71,6 +77,7 @@ class Person:
     telegram_chat_id: str | None
     phone: str | None
     webhook_url: str | None
+    disabled_channels: list[domain.Channel]
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Person:
@@ -82,6 +89,7 @@ class Person:
             telegram_chat_id=row.telegram_chat_id,
             phone=row.phone,
             webhook_url=row.webhook_url,
+            disabled_channels=[domain.Channel(name) for name in row.disabled_channels or ()],
         )
 
 
@@ -142,12 +150,20 @@ class Delivery:
         return self.row.failed_at  # type: ignore[no-any-return]
 
     @strawberry.field
+    def delivered_at(self) -> dt.datetime | None:
+        return self.row.delivered_at  # type: ignore[no-any-return]
+
+    @strawberry.field
     def read_at(self) -> dt.datetime | None:
         return self.row.read_at  # type: ignore[no-any-return]
 
     @strawberry.field
     def open_count(self) -> int:
         return int(self.row.open_count)
+
+    @strawberry.field
+    def provider_message_id(self) -> str | None:
+        return self.row.provider_message_id  # type: ignore[no-any-return]
 
     @strawberry.field
     def accepted_by(self) -> str | None:
@@ -296,6 +312,13 @@ class DeliveryUpdate:
     task_id: strawberry.ID
     comment_id: strawberry.ID | None
     status: DeliveryStatus
+    cursor: str = strawberry.field(
+        description="Pass as `after` when subscribing again to receive what came after "
+        "this update first, then the live stream: nothing lost, nothing twice."
+    )
+    # The same object goes to every subscriber of the account on this node; the
+    # selection is executed once per update (see resolvers/live.py).
+    shared: strawberry.Private[SharedResults | None] = None
 
 
 def _connection(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from channels.base import Notice
 from channels.email import OutgoingEmail, render_notification
 from channels.email_bounce import verp_address
 from common.settings import Settings
@@ -46,4 +47,30 @@ def compose_email(
         subject=subject,
         text=text,
         html=html,
+    )
+
+
+def compose_notice(batch: SendBatch, content: NotificationContent, address: str) -> Notice:
+    """The same notification for a messenger: plain text, plus the structured event a
+    webhook receiver can act on."""
+    subject, text, _ = render_notification(
+        content.task_title, content.comment_body, content.author_name, None
+    )
+    notification = batch.notification
+    return Notice(
+        message_key=batch.message.id.hex,
+        address=address,
+        subject=subject,
+        text=text,
+        data={
+            "type": "comment.added" if notification.comment_id else "task.created",
+            "task": {"id": str(notification.task_id), "title": content.task_title},
+            "comment": None
+            if notification.comment_id is None
+            else {
+                "id": str(notification.comment_id),
+                "body": content.comment_body,
+                "author": content.author_name,
+            },
+        },
     )

@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,9 @@ from broadcaster import Broadcast
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Outcome, RecipientResult
+from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
 from channels.email import EmailSender, SmtpServer
+from channels.registry import messenger_channels
 from common.broadcast import publish_changes
 from common.domain import Channel, DeliveryState
 from common.events import DeliveryChanged
@@ -28,6 +29,7 @@ from common.metrics import SENDS
 from common.settings import Settings
 from db import outbox
 from db.accounts import get_account
+from db.credentials import get_credentials
 from db.deliveries import (
     SendBatch,
     add_event,
@@ -41,7 +43,7 @@ from db.engine import Database
 from db.tables import deliveries
 from db.tasks import NotificationContent, notification_content
 from sending.backoff import retry_delay
-from sending.compose import compose_email
+from sending.compose import compose_email, compose_notice
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Worker:
         settings: Settings,
         *,
         sender: EmailSender | None = None,
+        channels: Mapping[Channel, MessengerChannel] | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -83,9 +86,18 @@ class Worker:
         self.sender = sender or EmailSender(
             timeout=settings.smtp_timeout_seconds, pool_size=settings.smtp_pool_size
         )
+        self.channels = channels if channels is not None else messenger_channels(settings)
         self.clock = clock
         self.name = worker_name()
-        self._email_slots = asyncio.Semaphore(settings.email_concurrency)
+        # At most this many sends at once per channel: providers throttle bursts.
+        self._slots = {
+            channel: asyncio.Semaphore(
+                settings.email_concurrency
+                if channel is Channel.EMAIL
+                else settings.channel_concurrency
+            )
+            for channel in Channel
+        }
         # Sends this worker has started but not recorded yet, per (account, address):
         # the database cannot count them, so the rate limit adds them.
         self._in_flight: Counter[tuple[uuid.UUID, str]] = Counter()
@@ -113,6 +125,8 @@ class Worker:
             if handled == 0 and not self._stopping.is_set():
                 await self._idle()
         await self.sender.aclose()
+        for channel in self.channels.values():
+            await channel.aclose()
         log.info("worker %s stopped", self.name)
 
     async def _idle(self) -> None:
@@ -157,7 +171,22 @@ class Worker:
             content = await notification_content(
                 conn, batch.notification.task_id, batch.notification.comment_id
             )
-            held_back = await self._rate_limited(conn, batch)
+            channel = Channel(batch.message.channel)
+            if channel is not Channel.EMAIL:
+                credentials = ChannelCredentials(
+                    **await get_credentials(conn, batch.message.account_id)
+                )
+            else:
+                held_back = await self._rate_limited(conn, batch)
+        if channel is not Channel.EMAIL:
+            results = await self._deliver_messenger(channel, credentials, batch, content)
+            return _Attempt(
+                batch=batch,
+                pending=batch.pending,
+                results={result.address: result for result in results},
+                held_back={},
+                reserved=Counter(),
+            )
         pending = batch.pending
         envelope = [
             address
@@ -195,10 +224,27 @@ class Worker:
                 RecipientResult(address, Outcome.PERMANENT, "BAD_RELAY", str(error))
                 for address in envelope
             ]
-        async with self._email_slots:
+        async with self._slots[Channel.EMAIL]:
             results = await self.sender.send(email, server)
         for result in results:
             SENDS.labels(Channel.EMAIL.value, result.outcome.value.lower()).inc()
+        return results
+
+    async def _deliver_messenger(
+        self,
+        channel: Channel,
+        credentials: ChannelCredentials,
+        batch: SendBatch,
+        content: NotificationContent,
+    ) -> list[RecipientResult]:
+        """A messenger message has exactly one delivery (only email is ever shared)."""
+        results = []
+        for row in batch.pending:
+            notice = compose_notice(batch, content, row.address)
+            async with self._slots[channel]:
+                result = await self.channels[channel].send(notice, credentials)
+            SENDS.labels(channel.value, result.outcome.value.lower()).inc()
+            results.append(result)
         return results
 
     async def _rate_limited(
@@ -286,7 +332,7 @@ class Worker:
                 message = f"gave up after {attempts[row.id]} attempts: {result.message}"
                 await _mark_failed(conn, row, result.code, message, False, now)
             else:
-                delay = retry_delay(
+                delay = result.retry_after or retry_delay(
                     attempts[row.id],
                     base=self.settings.retry_base_seconds,
                     cap=self.settings.retry_max_seconds,
@@ -323,7 +369,14 @@ async def _mark_sent(
     conn: AsyncConnection, row: Row[Any], result: RecipientResult, now: dt.datetime
 ) -> None:
     await transition(
-        conn, [row.id], DeliveryState.SENT, {"sent_at": now, "accepted_by": result.accepted_by}
+        conn,
+        [row.id],
+        DeliveryState.SENT,
+        {
+            "sent_at": now,
+            "accepted_by": result.accepted_by,
+            "provider_message_id": result.provider_message_id,
+        },
     )
     detail = (
         result.message if not result.accepted_by else f"{result.message} (by {result.accepted_by})"

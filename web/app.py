@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from common.broadcast import create_broadcast
@@ -20,19 +21,28 @@ from mailcatcher.store import MailStore
 from pixel.endpoint import pixel_route
 from pixel.recorder import OpenRecorder
 from resolvers.context import Services
+from resolvers.live import LiveFeed
 from sending.bounce_listener import BounceListener
 from sending.worker import Worker
-from web.callbacks import email_bounce_route
+from web.callbacks import email_bounce_route, sms_route, whatsapp_routes
 from web.dashboard import dashboard_routes
 from web.graphql import BeaconGraphQL
-from web.health import health_routes, metrics
+from web.health import health_routes
+from web.logging import RequestLog
+from web.metrics import metrics_route
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> Starlette:
     db = Database(settings.database_url)
-    broadcast = create_broadcast(settings.broadcast_url)
+    broadcast = create_broadcast(settings.broadcast_url, prefix=settings.broadcast_prefix)
+    live = LiveFeed(
+        db,
+        broadcast,
+        poll_seconds=settings.live_poll_seconds,
+        gap_seconds=settings.live_gap_seconds,
+    )
     worker = Worker(db, broadcast, settings) if settings.embedded_worker else None
     mail_store = MailStore() if settings.embedded else None
     services = Services(
@@ -49,8 +59,10 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/graphql", graphql),
         pixel_route(recorder, settings.secret_key),
         email_bounce_route(db, broadcast, settings.secret_key),
+        *whatsapp_routes(db, broadcast),
+        sms_route(db, broadcast, settings.public_base_url),
         *health_routes(db),
-        Route("/metrics", metrics),
+        metrics_route(db),
         *dashboard_routes(),
     ]
     if mail_store is not None:
@@ -61,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
         async with contextlib.AsyncExitStack() as stack:
             await broadcast.connect()
             stack.push_async_callback(broadcast.disconnect)
+            stack.push_async_callback(live.aclose)
             stack.push_async_callback(db.dispose)
             stack.push_async_callback(recorder.aclose)
             if mail_store is not None:
@@ -84,8 +97,10 @@ def create_app(settings: Settings) -> Starlette:
                 stack.push_async_callback(_stop_worker, worker, task)
             yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
     app.state.services = services
+    # The subscriptions' shared reader of the event log (resolvers/subscriptions.py).
+    app.state.live_feed = live
     return app
 
 

@@ -1,15 +1,34 @@
-"""POST /callbacks/<channel>: reports that providers and mail servers send us."""
+"""POST /callbacks/<channel>: reports that providers and mail servers send us.
+
+A provider's report is believed only when its signature proves the provider sent it:
+a bad or missing signature is a 401 and changes nothing. The account (and so the secret
+to check with) is found from the payload itself.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from urllib.parse import parse_qsl
+
 from broadcaster import Broadcast
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from channels import sms, whatsapp
+from channels.base import ProviderReport
 from common.broadcast import publish_changes
+from common.domain import Channel
+from common.metrics import CALLBACKS
+from db import credentials as db_credentials
 from db.engine import Database
 from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
+from sending.reports import apply_reports
+
+log = logging.getLogger(__name__)
 
 
 class _TooLarge(Exception):
@@ -55,3 +74,92 @@ def email_bounce_route(db: Database, broadcast: Broadcast, secret_key: bytes) ->
         )
 
     return Route("/callbacks/email-bounce", email_bounce, methods=["POST"])
+
+
+def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
+    async def handshake(request: Request) -> Response:
+        """Meta's GET verification: echo hub.challenge if the verify token is one of ours."""
+        async with db.read() as conn:
+            tokens = await db_credentials.whatsapp_verify_tokens(conn)
+        for token in tokens:
+            challenge = whatsapp.verify_handshake(request.query_params, token)
+            if challenge is not None:
+                return PlainTextResponse(challenge)
+        return PlainTextResponse("verification failed", status_code=403)
+
+    async def statuses(request: Request) -> Response:
+        try:
+            body = await _body(request, MAX_CALLBACK_BYTES)
+            webhook = whatsapp.parse_webhook(json.loads(body))
+        except _TooLarge:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
+        except ValueError:
+            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        # Every phone number in the payload must belong to an account whose app secret
+        # signed it; otherwise nothing in it is believed.
+        secrets: list[str] = []
+        async with db.read() as conn:
+            for phone_number_id in webhook.phone_number_ids:
+                found = await db_credentials.account_for_whatsapp(conn, phone_number_id)
+                secret = found[1].get("whatsapp_app_secret") if found else None
+                if secret:
+                    secrets.append(secret)
+        signature = request.headers.get("x-hub-signature-256")
+        if (
+            not webhook.phone_number_ids
+            or len(secrets) != len(webhook.phone_number_ids)
+            or not all(whatsapp.verify_signature(secret, body, signature) for secret in secrets)
+        ):
+            return _forged(Channel.WHATSAPP)
+        return await _apply(db, broadcast, webhook.reports)
+
+    return [
+        Route("/callbacks/whatsapp", handshake, methods=["GET"]),
+        Route("/callbacks/whatsapp", statuses, methods=["POST"]),
+    ]
+
+
+def sms_route(db: Database, broadcast: Broadcast, public_base_url: str) -> Route:
+    async def status(request: Request) -> Response:
+        try:
+            body = await _body(request, MAX_CALLBACK_BYTES)
+        except _TooLarge:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        # Twilio signs the URL it was given: ours as the public sees it, not as the
+        # proxy in front of us forwarded it.
+        url = public_base_url + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        signature = request.headers.get("x-twilio-signature")
+        async with db.read() as conn:
+            candidates = await db_credentials.accounts_for_twilio(
+                conn, params.get("AccountSid", "")
+            )
+        if not any(
+            (token := credentials.get("twilio_auth_token"))
+            and sms.verify_signature(token, url, params, signature)
+            for _, credentials in candidates
+        ):
+            return _forged(Channel.SMS)
+        report = sms.parse_status(params)
+        return await _apply(db, broadcast, [report] if report is not None else [])
+
+    return Route("/callbacks/sms", status, methods=["POST"])
+
+
+MAX_CALLBACK_BYTES = 1024 * 1024
+
+
+def _forged(channel: Channel) -> Response:
+    CALLBACKS.labels(channel.value, "forged").inc()
+    log.warning("rejected a %s callback with a bad or missing signature", channel.value)
+    return JSONResponse({"error": "invalid signature"}, status_code=401)
+
+
+async def _apply(db: Database, broadcast: Broadcast, reports: Sequence[ProviderReport]) -> Response:
+    outcome = await apply_reports(db, reports, received_at=dt.datetime.now(dt.UTC))
+    await publish_changes(broadcast, outcome.changes)
+    return JSONResponse(
+        {"applied": outcome.applied, "duplicates": outcome.duplicates, "unknown": outcome.unknown}
+    )

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -15,8 +16,13 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from common.metrics import WEBSOCKETS_OPEN
+from common.settings import Settings
 from resolvers.context import Context, Services, authenticate
-from schema import schema
+from schema import BeaconSchema, MaskUnexpectedErrors
+from schema.operations import Mutation, Query, Subscription
+from web.limits import limit_extensions, too_many_subscriptions
+from web.shared_results import SharedResultExecutor, encode_next
 
 # GraphQL over HTTP: clients that ask for this media type get 4xx for request errors.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -39,14 +45,59 @@ def _code_for(error: Mapping[str, Any]) -> str:
     return "GRAPHQL_VALIDATION_FAILED"
 
 
+# What strawberry says when a connection runs one operation too many.
+_SUBSCRIPTION_LIMIT_MESSAGE = "Subscription limit reached"
+
+
+def build_schema(settings: Settings) -> BeaconSchema:
+    """The schema as served: `schema.schema` plus the limits and the shared execution
+    of live updates (neither changes the SDL)."""
+    return BeaconSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[MaskUnexpectedErrors, *limit_extensions(settings)],
+        execution_context_class=SharedResultExecutor,
+    )
+
+
 class BeaconGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services) -> None:
         super().__init__(
-            schema,
+            build_schema(services.settings),
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            max_subscriptions_per_connection=services.settings.ws_max_subscriptions,
         )
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        WEBSOCKETS_OPEN.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            WEBSOCKETS_OPEN.dec()
+
+    def encode_json(self, data: object) -> str | bytes:
+        if isinstance(data, dict):
+            shared = encode_next(data)
+            if shared is not None:
+                return shared
+            if data.get("type") == "error":
+                data = self._with_limit_code(data)
+        return super().encode_json(data)
+
+    def _with_limit_code(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Strawberry's subscription-limit error, with an extensions.code."""
+        payload = message.get("payload")
+        error = payload[0] if isinstance(payload, list) and payload else payload
+        if not isinstance(error, dict) or error.get("message") != _SUBSCRIPTION_LIMIT_MESSAGE:
+            return message
+        limit = too_many_subscriptions(self.max_subscriptions_per_connection or 0)
+        return {**message, "payload": [limit] if isinstance(payload, list) else limit}
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from common.domain import NotificationKind
+from common.domain import Channel, NotificationKind
 from db import accounts as db_accounts
 from db import tasks as db_tasks
 from db.engine import Database
@@ -52,6 +52,7 @@ async def add_system_comment(beacon: Beacon, account_id: str, task_id: str, body
                 comment_id=comment_id,
                 kind=NotificationKind.COMMENT_ADDED,
                 recipients=[recipients[person_id] for person_id in subscriber_ids],
+                configured=frozenset(Channel),
                 message_id_domain="localhost",
                 now=now,
             )

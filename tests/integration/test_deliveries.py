@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from common.domain import DeliveryState, NotificationKind, Plan
+from common.domain import Channel, DeliveryState, NotificationKind, Plan
 from common.events import DeliveryChanged
 from db import deliveries as db_deliveries
 from db.engine import Database
@@ -149,6 +149,7 @@ async def test_a_task_creation_notification_has_no_comment(db: Database) -> None
             comment_id=None,
             kind=NotificationKind.TASK_CREATED,
             recipients=[ann],
+            configured=frozenset(Channel),
             message_id_domain=MESSAGE_ID_DOMAIN,
             now=T0,
         )
@@ -247,6 +248,7 @@ async def test_notification_rows_are_written_with_the_comment_or_not_at_all(db: 
                 comment_id=None,
                 kind=NotificationKind.TASK_CREATED,
                 recipients=[ann],
+                configured=frozenset(Channel),
                 message_id_domain=MESSAGE_ID_DOMAIN,
                 now=T0,
             )

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from common.domain import NotificationKind, PersonKind, Plan
+from common.domain import Channel, NotificationKind, PersonKind, Plan
 from common.events import DeliveryChanged
 from common.settings import Settings
 from db import accounts as db_accounts
@@ -164,6 +164,7 @@ async def notify_task_created(
             comment_id=None,
             kind=NotificationKind.TASK_CREATED,
             recipients=recipients,
+            configured=frozenset(Channel),
             message_id_domain=MESSAGE_ID_DOMAIN,
             now=now,
         )
@@ -212,6 +213,7 @@ async def add_comment(
             comment_id=comment_id,
             kind=NotificationKind.COMMENT_ADDED,
             recipients=recipients,
+            configured=frozenset(Channel),
             message_id_domain=MESSAGE_ID_DOMAIN,
             now=now,
         )
@@ -251,6 +253,7 @@ async def add_comments(
                 comment_id=comment_id,
                 kind=NotificationKind.COMMENT_ADDED,
                 recipients=recipients,
+                configured=frozenset(Channel),
                 message_id_domain=MESSAGE_ID_DOMAIN,
                 now=at,
             )

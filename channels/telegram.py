@@ -1,0 +1,150 @@
+"""The Telegram channel: the Bot API's `sendMessage`.
+
+Every Bot API answer is `{"ok": true, "result": ...}` or `{"ok": false, "error_code": N,
+"description": "...", "parameters": {"retry_after": S, ...}}` (core.telegram.org/bots/api,
+"Making requests"). The bot token is part of the URL path, so the URL that httpx logs and
+quotes in its errors carries a placeholder; the token goes in only on the way to the wire.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+
+from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
+from channels.http import (
+    WIRE_PATH,
+    HiddenPathTransport,
+    body_snippet,
+    host_of,
+    json_object,
+    redact,
+    retry_after_seconds,
+    shorten,
+    status_line,
+    transport_failure,
+)
+from common.domain import Channel
+
+# sendMessage takes 1-4096 characters of text; a longer notice is cut, not refused.
+MAX_TEXT = 4096
+
+# Stands in for "bot<token>" in the URL httpx sees (see HiddenPathTransport).
+_BOT_SLOT = "bot__TOKEN__"
+
+
+class TelegramChannel:
+    channel: Channel = Channel.TELEGRAM
+
+    def __init__(self, api_url: str, *, timeout: float) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._api_path = httpx.URL(self._api_url).raw_path.rstrip(b"/")
+        self._host = host_of(api_url)
+        # The token is part of the path: only the transport puts it in, on the way to
+        # the wire, so no log line or error text can quote it.
+        self._client = httpx.AsyncClient(
+            timeout=timeout, transport=HiddenPathTransport(), trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, notice: Notice, credentials: ChannelCredentials) -> RecipientResult:
+        address = notice.address
+        token = credentials.telegram_bot_token
+        if not token:
+            return RecipientResult(
+                address,
+                Outcome.PERMANENT,
+                "NOT_CONFIGURED",
+                "the account has no Telegram bot token",
+            )
+        chat_id = address.strip()
+        if not chat_id:
+            return RecipientResult(
+                address, Outcome.PERMANENT, "INVALID_ADDRESS", "the Telegram chat id is empty"
+            )
+        try:
+            response = await self._client.post(
+                f"{self._api_url}/{_BOT_SLOT}/sendMessage",
+                json={"chat_id": chat_id, "text": shorten(notice.text, MAX_TEXT)},
+                extensions={WIRE_PATH: self._wire_path(token)},
+            )
+        except httpx.HTTPError as exc:
+            return transport_failure(address, exc, host=self._host, secrets=(token,))
+        return self._result(address, chat_id, response, token)
+
+    def _wire_path(self, token: str) -> bytes:
+        return self._api_path + f"/bot{quote(token, safe=':')}/sendMessage".encode()
+
+    def _result(
+        self, address: str, chat_id: str, response: httpx.Response, token: str
+    ) -> RecipientResult:
+        status = response.status_code
+        body = json_object(response) or {}
+        result = body.get("result")
+        if body.get("ok") is True and isinstance(result, dict) and "message_id" in result:
+            chat = result.get("chat")
+            chat_key = chat.get("id", chat_id) if isinstance(chat, dict) else chat_id
+            return RecipientResult(
+                address,
+                Outcome.ACCEPTED,
+                str(status),
+                f"message {result['message_id']} sent to chat {chat_key}",
+                accepted_by=self._host,
+                # Message ids count per chat: only the pair names one message.
+                provider_message_id=f"{chat_key}:{result['message_id']}",
+            )
+        description = redact(_description(body, response), token)
+        if status in (401, 404):
+            # 401 is a revoked or wrong token, 404 one that is malformed (the path
+            # names no bot): either way, nothing sends until the account fixes it.
+            return RecipientResult(
+                address,
+                Outcome.PERMANENT,
+                "UNAUTHORIZED",
+                f"Telegram refused the bot token: {description}",
+            )
+        if status == 429:
+            return RecipientResult(
+                address,
+                Outcome.TRANSIENT,
+                "429",
+                description,
+                retry_after=_retry_after(body) or retry_after_seconds(response),
+            )
+        if status >= 500:
+            return RecipientResult(address, Outcome.TRANSIENT, str(status), description)
+        if 400 <= status < 500:
+            # 403: the user blocked the bot or never started it; 400: chat not found,
+            # and the like. Sending again cannot help.
+            return RecipientResult(
+                address, Outcome.PERMANENT, str(body.get("error_code", status)), description
+            )
+        return RecipientResult(
+            address,
+            Outcome.TRANSIENT,
+            "INVALID_RESPONSE",
+            f"unexpected answer from {self._host}: {description}",
+        )
+
+
+def _description(body: dict[str, object], response: httpx.Response) -> str:
+    description = body.get("description")
+    text = str(description) if description else body_snippet(response.content)
+    text = text or status_line(response)
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict) and "migrate_to_chat_id" in parameters:
+        # The group became a supergroup: the person's address needs the new id.
+        text += f" (the chat's new id is {parameters['migrate_to_chat_id']})"
+    return text
+
+
+def _retry_after(body: dict[str, object]) -> float | None:
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict):
+        value = parameters.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None

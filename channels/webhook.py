@@ -1,0 +1,303 @@
+"""The webhook channel: POSTs the event as signed JSON to the person's URL (also a
+Slack-compatible incoming webhook).
+
+Signature scheme, for receivers: `X-Beacon-Timestamp: <unix seconds>` and
+`X-Beacon-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.{raw body}")>`. Signing the
+timestamp with the body lets a receiver refuse a replayed request (see `verify`).
+
+A tenant chooses the URL, so the server must not become a way into its own network
+(SSRF): hosts that resolve to loopback, private, link-local, unique-local or unspecified
+addresses are refused unless `allow_private`, and the request goes to exactly the address
+that was checked, so a DNS answer that changes between the check and the connection
+(DNS rebinding) cannot slip through. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+
+import httpx
+
+from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
+from channels.http import (
+    WIRE_PATH,
+    HiddenPathTransport,
+    body_snippet,
+    retry_after_seconds,
+    transport_failure,
+)
+from common.domain import Channel
+
+# --- Signing ---
+
+SIGNATURE_VERSION = "v1"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Beacon-Signature` value for a body sent at `timestamp` (unix seconds)."""
+    message = str(timestamp).encode() + b"." + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def verify(
+    secret: str,
+    timestamp: str | None,
+    body: bytes,
+    signature_header: str | None,
+    *,
+    now: float,
+    tolerance: float = 300,
+) -> bool:
+    """What a receiver checks: the signature matches and the timestamp is within
+    `tolerance` seconds of `now` (so a captured request cannot be replayed later).
+
+    The header may carry several comma-separated signatures (e.g. during a secret
+    rotation); one match is enough.
+    """
+    if not secret or not timestamp or not signature_header:
+        return False
+    try:
+        sent_at = int(timestamp.strip())
+    except ValueError:
+        return False
+    if abs(now - sent_at) > tolerance:
+        return False
+    expected = sign(secret, sent_at, body).encode()
+    # Every candidate is compared, so the time taken does not tell which one matched.
+    matches = [
+        hmac.compare_digest(expected, part.strip().encode("utf-8", "replace"))
+        for part in signature_header.split(",")
+    ]
+    return any(matches)
+
+
+# --- Address guard (SSRF) ---
+
+
+class _BlockedAddress(Exception):
+    def __init__(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        super().__init__(f"{host} resolves to {address}, a non-public address")
+
+
+def is_blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address a webhook must not reach unless private targets are allowed."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # ::ffff:127.0.0.1 is 127.0.0.1.
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or address.is_private  # includes IPv6 unique-local fc00::/7
+        or address.is_link_local  # 169.254/16, where cloud metadata services live; fe80::/10
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        # Anything else not globally routable (100.64/10 carrier-grade NAT, ...).
+        or not address.is_global
+    )
+
+
+async def _public_address(host: str, port: int) -> str:
+    """The address to connect to: `host` resolved, every answer checked."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise socket.gaierror(f"no address for {host}")
+    # One bad answer refuses the host: a name that resolves both ways is a trap.
+    for address in addresses:
+        if is_blocked(address):
+            raise _BlockedAddress(host, address)
+    return str(addresses[0])
+
+
+# --- The channel ---
+
+USER_AGENT = "Beacon-Webhooks/1"
+# Enough for any receipt a receiver answers with; a larger body is not read.
+MAX_REPLY_BYTES = 64 * 1024
+
+
+class WebhookChannel:
+    channel: Channel = Channel.WEBHOOK
+
+    def __init__(self, *, timeout: float, allow_private: bool) -> None:
+        self._timeout = timeout
+        self._allow_private = allow_private
+        # No proxies from the environment: the address check must see where the request
+        # really goes (and the hidden path needs it too).
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=HiddenPathTransport(),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, notice: Notice, credentials: ChannelCredentials) -> RecipientResult:
+        address = notice.address
+        try:
+            url = httpx.URL(address.strip())
+        except httpx.InvalidURL:
+            return _invalid(address, "the webhook URL is not a valid URL")
+        if url.scheme not in ("http", "https"):
+            return _invalid(address, "only http:// and https:// webhook URLs are supported")
+        if not url.host:
+            return _invalid(address, "the webhook URL has no host")
+        host = url.host
+        body = _body(notice)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Beacon-Delivery": notice.message_key,
+        }
+        secret = credentials.webhook_signing_secret
+        if secret:
+            timestamp = int(time.time())
+            headers["X-Beacon-Timestamp"] = str(timestamp)
+            headers["X-Beacon-Signature"] = sign(secret, timestamp, body)
+        try:
+            # The timeouts bound each phase; this bounds a receiver that answers a byte
+            # at a time.
+            async with asyncio.timeout(self._timeout * 3):
+                target, extensions = await self._target(url, headers)
+                status, reply, retry_after, reason = await self._post(
+                    target, headers, body, extensions
+                )
+        except _BlockedAddress as blocked:
+            return RecipientResult(address, Outcome.PERMANENT, "BLOCKED_ADDRESS", str(blocked))
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            return transport_failure(address, exc, host=host, secrets=(secret,))
+        return _classify(notice, host, status, reply, retry_after, reason)
+
+    async def _target(
+        self, url: httpx.URL, headers: dict[str, str]
+    ) -> tuple[httpx.URL, dict[str, object]]:
+        """The URL to connect to and the request extensions: pinned to the checked
+        address, with the name kept for the Host header and for TLS (SNI and the
+        certificate check)."""
+        if self._allow_private:
+            return url, {}
+        # raw_host is the ASCII (IDNA) form of the name, as DNS and TLS know it.
+        name = url.raw_host.decode("ascii")
+        address = await _public_address(name, url.port or _default_port(url.scheme))
+        headers["Host"] = url.netloc.decode("ascii")
+        extensions: dict[str, object] = {}
+        if url.scheme == "https":
+            extensions["sni_hostname"] = name
+        return url.copy_with(host=address), extensions
+
+    async def _post(
+        self,
+        url: httpx.URL,
+        headers: dict[str, str],
+        body: bytes,
+        extensions: dict[str, object],
+    ) -> tuple[int, bytes, float | None, str]:
+        # The path may be the secret (a Slack webhook's is): logs see a placeholder.
+        request = self._client.build_request(
+            "POST",
+            url.copy_with(raw_path=b"/__path__"),
+            headers=headers,
+            content=body,
+            extensions={**extensions, WIRE_PATH: url.raw_path},
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            reply = bytearray()
+            async for chunk in response.aiter_bytes():
+                reply += chunk
+                if len(reply) >= MAX_REPLY_BYTES:
+                    break
+        finally:
+            await response.aclose()
+        return (
+            response.status_code,
+            bytes(reply[:MAX_REPLY_BYTES]),
+            retry_after_seconds(response),
+            response.reason_phrase,
+        )
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _invalid(address: str, message: str) -> RecipientResult:
+    return RecipientResult(address, Outcome.PERMANENT, "INVALID_ADDRESS", message)
+
+
+def _body(notice: Notice) -> bytes:
+    # The top-level "text" is what a Slack-compatible incoming webhook shows.
+    payload: dict[str, object] = {
+        "id": notice.message_key,
+        "type": notice.data.get("type"),
+        "text": notice.text,
+        "subject": notice.subject,
+        **notice.data,
+    }
+    # default=str: event data may hold datetimes or UUIDs; they go out as strings.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _classify(
+    notice: Notice,
+    host: str,
+    status: int,
+    reply: bytes,
+    retry_after: float | None,
+    reason: str,
+) -> RecipientResult:
+    address = notice.address
+    words = body_snippet(reply) or f"{status} {reason}".strip()
+    if 200 <= status < 300:
+        refusal = _slack_refusal(reply)
+        if refusal is not None:
+            return RecipientResult(
+                address,
+                Outcome.PERMANENT,
+                refusal,
+                f"the receiver answered {status} with ok=false: {refusal}",
+            )
+        return RecipientResult(
+            address,
+            Outcome.ACCEPTED,
+            str(status),
+            words,
+            accepted_by=host,
+            # Webhook receivers have no id of their own: they know the delivery by the
+            # X-Beacon-Delivery header, so that is the id to name it by.
+            provider_message_id=notice.message_key,
+        )
+    if 300 <= status < 400:
+        return RecipientResult(
+            address,
+            Outcome.PERMANENT,
+            str(status),
+            f"the receiver redirected ({status} {reason}); redirects are not followed, "
+            "so the webhook URL needs updating",
+        )
+    if status in (408, 429) or status >= 500:
+        return RecipientResult(
+            address, Outcome.TRANSIENT, str(status), words, retry_after=retry_after
+        )
+    return RecipientResult(address, Outcome.PERMANENT, str(status), words)
+
+
+def _slack_refusal(reply: bytes) -> str | None:
+    """The error of a Slack-style `{"ok": false, "error": ...}` answer, if it is one."""
+    with contextlib.suppress(ValueError):
+        body = json.loads(reply)
+        if isinstance(body, dict) and body.get("ok") is False:
+            error = body.get("error")
+            return str(error) if error else "ok=false"
+    return None
