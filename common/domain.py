@@ -99,3 +99,17 @@ def summarize(states: Iterable[DeliveryState]) -> StatusSummary | None:
 def predecessors(new: DeliveryState) -> frozenset[DeliveryState]:
     """The states from which `new` may be entered."""
     return frozenset(state for state, allowed in _ALLOWED.items() if new in allowed)
+
+
+class ReadConfidence(enum.StrEnum):
+    """How much an open says that a person read the email."""
+
+    HUMAN = "HUMAN"  # a mail client showed it
+    PROXY = "PROXY"  # an image proxy fetched it for the reader (Gmail): a read, usually
+    MACHINE = "MACHINE"  # a privacy prefetch or a security scanner: not a read
+
+
+class TrackingConsent(enum.StrEnum):
+    UNKNOWN = "UNKNOWN"
+    GRANTED = "GRANTED"
+    DENIED = "DENIED"
