@@ -78,6 +78,52 @@ def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_plan(settings: Settings, args: argparse.Namespace) -> int:
+    import uuid
+
+    from db.accounts import set_plan
+    from db.engine import Database
+
+    try:
+        account_id = uuid.UUID(args.account)
+    except ValueError:
+        print(f"error: {args.account!r} is not an account id", file=sys.stderr)
+        return 2
+
+    async def run() -> bool:
+        db = Database(settings.database_url)
+        try:
+            async with db.write() as conn:
+                return await set_plan(conn, account_id, Plan(args.plan))
+        finally:
+            await db.dispose()
+
+    if not asyncio.run(run()):
+        print(f"error: no account {account_id}", file=sys.stderr)
+        return 1
+    print(json.dumps({"account_id": str(account_id), "plan": args.plan}))
+    return 0
+
+
+def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from db.engine import Database
+    from db.purge import purge
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.longest_history_days)
+            return await purge(db, older_than=cutoff)
+        finally:
+            await db.dispose()
+
+    deleted = asyncio.run(run())
+    print(json.dumps({"notifications_deleted": deleted}))
+    return 0
+
+
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
@@ -159,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", required=True, choices=[plan.value for plan in Plan])
     create.add_argument("--email", required=True, help="the first employee's email")
     create.set_defaults(func=cmd_create_account)
+    plan = commands.add_parser(
+        "set-plan", help="change an account's plan (an operator action, not a tenant's)"
+    )
+    plan.add_argument("--account", required=True, help="the account's id")
+    plan.add_argument("--plan", required=True, choices=[plan.value for plan in Plan])
+    plan.set_defaults(func=cmd_set_plan)
+    purge = commands.add_parser(
+        "purge",
+        help="delete delivery data older than the longest history window "
+        "(HISTORY_DAYS_PREMIUM); workers also do it every hour",
+    )
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 

@@ -113,3 +113,14 @@ class TrackingConsent(enum.StrEnum):
     UNKNOWN = "UNKNOWN"
     GRANTED = "GRANTED"
     DENIED = "DENIED"
+
+
+class ScenarioTrigger(enum.StrEnum):
+    TASK_CREATED = "TASK_CREATED"
+    COMMENT_ADDED = "COMMENT_ADDED"
+    KEYWORD = "KEYWORD"  # a comment that contains the scenario's keyword
+
+
+class ScenarioAction(enum.StrEnum):
+    EMAIL_TASK_CONTACTS = "EMAIL_TASK_CONTACTS"  # the task's subscribers who are contacts
+    EMAIL_PERSON = "EMAIL_PERSON"  # one given person

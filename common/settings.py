@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
+from common.domain import Plan
+
 DEFAULT_DATA_DIR = Path("data")
 
 
@@ -47,6 +49,9 @@ class Settings:
     recipient_rate_limit: int
     recipient_rate_window_seconds: float
     pixel_buffer_size: int
+    history_days_paid: int
+    history_days_premium: int
+    purge_interval_seconds: float
     telegram_api_url: str
     whatsapp_api_url: str
     twilio_api_url: str
@@ -59,7 +64,7 @@ class Settings:
     graphql_max_tokens: int
     graphql_max_aliases: int
     ws_max_subscriptions: int
-    pixel_commit_seconds: float
+    pixel_commits_in_flight: int
     live_poll_seconds: float
     live_gap_seconds: float
 
@@ -67,6 +72,18 @@ class Settings:
     def embedded(self) -> bool:
         """True when the server also runs the built-in mail catcher."""
         return self.smtp_url is None
+
+    def history_days(self, plan: Plan) -> int | None:
+        """Days of delivery history a plan shows; None where it has no tracking."""
+        return {
+            Plan.FREE: None,
+            Plan.PAID: self.history_days_paid,
+            Plan.PREMIUM: self.history_days_premium,
+        }[plan]
+
+    @property
+    def longest_history_days(self) -> int:
+        return max(self.history_days_paid, self.history_days_premium)
 
     @property
     def is_sqlite(self) -> bool:
@@ -116,6 +133,11 @@ class Settings:
             recipient_rate_limit=int(env.get("RECIPIENT_RATE_LIMIT", "50")),
             recipient_rate_window_seconds=float(env.get("RECIPIENT_RATE_WINDOW_SECONDS", "600")),
             pixel_buffer_size=int(env.get("PIXEL_BUFFER_SIZE", "10000")),
+            # How far back delivery data is shown, by plan (the source: a higher plan
+            # gives access to a longer period). Data is kept up to the longest.
+            history_days_paid=int(env.get("HISTORY_DAYS_PAID", "30")),
+            history_days_premium=int(env.get("HISTORY_DAYS_PREMIUM", "365")),
+            purge_interval_seconds=float(env.get("PURGE_INTERVAL_SECONDS", "3600")),
             telegram_api_url=env.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
             whatsapp_api_url=env.get("WHATSAPP_API_URL", "https://graph.facebook.com/v21.0").rstrip(
                 "/"
@@ -133,8 +155,8 @@ class Settings:
             graphql_max_tokens=int(env.get("GRAPHQL_MAX_TOKENS", "2000")),
             graphql_max_aliases=int(env.get("GRAPHQL_MAX_ALIASES", "20")),
             ws_max_subscriptions=int(env.get("WS_MAX_SUBSCRIPTIONS", "20")),
-            # How long a pixel hit waits for others to share its commit.
-            pixel_commit_seconds=float(env.get("PIXEL_COMMIT_SECONDS", "0.002")),
+            # Pixel group commits in flight at once (PostgreSQL; SQLite has one writer).
+            pixel_commits_in_flight=int(env.get("PIXEL_COMMITS_IN_FLIGHT", "4")),
             live_poll_seconds=float(env.get("LIVE_POLL_SECONDS", "1")),
             live_gap_seconds=float(env.get("LIVE_GAP_SECONDS", "30")),
         )

@@ -14,14 +14,31 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.domain import Channel, DeliveryState, NotificationKind, PersonKind, Plan
+from common.domain import (
+    Channel,
+    DeliveryState,
+    NotificationKind,
+    PersonKind,
+    Plan,
+    TrackingConsent,
+)
 from common.events import DeliveryChanged
 from db.tables import deliveries, delivery_events, messages, notifications, send_jobs
 
 
-def may_track(account: Row[Any]) -> bool:
-    """Whether new email for this account carries an open-tracking pixel."""
-    return Plan(account.plan).tracks_delivery and bool(account.open_tracking)
+def may_track(account: Row[Any], addressees: Sequence[Row[Any]]) -> bool:
+    """Whether an email to these people carries an open-tracking pixel: the plan tracks,
+    the account has the pixel on, and every addressee may be tracked (one pixel serves
+    a shared email, so one refusal takes it out for all)."""
+    if not (Plan(account.plan).tracks_delivery and account.open_tracking):
+        return False
+    for person in addressees:
+        consent = TrackingConsent(person.tracking_consent)
+        if consent is TrackingConsent.DENIED:
+            return False
+        if account.require_tracking_consent and consent is not TrackingConsent.GRANTED:
+            return False
+    return True
 
 
 def new_message_id(domain: str) -> str:
@@ -69,6 +86,7 @@ async def enqueue_notification(
     configured: frozenset[Channel],
     message_id_domain: str,
     now: dt.datetime,
+    message_text: str | None = None,
 ) -> list[DeliveryChanged]:
     """One delivery per recipient and channel they can be reached on (`addresses_of`).
 
@@ -94,6 +112,7 @@ async def enqueue_notification(
             task_id=task_id,
             comment_id=comment_id,
             kind=kind.value,
+            message_text=message_text,
             created_at=now,
         )
     )
@@ -103,13 +122,13 @@ async def enqueue_notification(
         if account.show_all_recipients and emails
         else [[route] for route in routes]
     )
-    tracked = may_track(account)
     message_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     job_rows: list[dict[str, Any]] = []
     for group in groups:
         message_id = uuid.uuid4()
         channel = group[0].channel
+        tracked = channel is Channel.EMAIL and may_track(account, [route.person for route in group])
         message_rows.append(
             {
                 "id": message_id,
@@ -118,7 +137,7 @@ async def enqueue_notification(
                 "channel": channel.value,
                 "header_message_id": new_message_id(message_id_domain),
                 # Only email carries a pixel; messengers report reads themselves.
-                "pixel_id": secrets.token_hex(16) if tracked and channel is Channel.EMAIL else None,
+                "pixel_id": secrets.token_hex(16) if tracked else None,
                 "created_at": now,
             }
         )

@@ -77,6 +77,10 @@ accounts = sa.Table(
     sa.Column("open_tracking", sa.Boolean(), nullable=False, default=True),
     sa.Column("show_all_recipients", sa.Boolean(), nullable=False, default=False),
     sa.Column("smtp_relay", sa.String(500), nullable=True),
+    # Track only recipients whose consent is GRANTED (not just "not DENIED").
+    sa.Column("require_tracking_consent", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Let machine opens (privacy prefetch, scanners) set READ too.
+    sa.Column("count_machine_opens", sa.Boolean(), nullable=False, server_default=sa.false()),
     _created_at(),
 )
 
@@ -93,6 +97,7 @@ people = sa.Table(
     sa.Column("webhook_url", sa.String(2000), nullable=True),
     # Channels the person switched off, e.g. ["SMS", "WHATSAPP"].
     sa.Column("disabled_channels", sa.JSON(), nullable=False, server_default="[]"),
+    sa.Column("tracking_consent", sa.String(16), nullable=False, server_default="UNKNOWN"),
     _created_at(),
 )
 
@@ -173,7 +178,10 @@ notifications = sa.Table(
         index=True,
     ),
     sa.Column("kind", sa.String(32), nullable=False),
+    # What the message says when it is not the comment itself (a scenario's template).
+    sa.Column("message_text", sa.Text(), nullable=True),
     _created_at(),
+    sa.Index("ix_notifications_created_at", "created_at"),
 )
 
 messages = sa.Table(
@@ -236,6 +244,8 @@ deliveries = sa.Table(
     # SID): its status reports name it.
     sa.Column("provider_message_id", sa.String(255), nullable=True),
     sa.Column("delivered_at", UtcDateTime(), nullable=True),
+    # The most a pixel open said so far: HUMAN, PROXY or MACHINE.
+    sa.Column("read_confidence", sa.String(16), nullable=True),
     sa.Index("ix_deliveries_provider_message", "channel", "provider_message_id"),
 )
 
@@ -350,4 +360,36 @@ provider_reports = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("channel", "provider_message_id", "status"),
+)
+
+
+# Addresses that must not be sent to again: a hard bounce, a blocked bot, a complaint.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    _id(),
+    _account_fk(index=False),  # led by the unique constraint
+    sa.Column("channel", sa.String(16), nullable=False),
+    # Emails compare case-insensitively: stored lower-cased.
+    sa.Column("address", sa.String(2000), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    _created_at(),
+    sa.UniqueConstraint("account_id", "channel", "address"),
+)
+
+# Automation: when something happens on a task, email someone, as a system comment.
+scenarios = sa.Table(
+    "scenarios",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("keyword", sa.String(200), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column(
+        "person_id", sa.Uuid(), sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column("template", sa.Text(), nullable=False),
+    _created_at(),
 )

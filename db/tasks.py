@@ -186,10 +186,16 @@ class NotificationContent:
 
 
 async def notification_content(
-    conn: AsyncConnection, task_id: uuid.UUID, comment_id: uuid.UUID | None
+    conn: AsyncConnection,
+    task_id: uuid.UUID,
+    comment_id: uuid.UUID | None,
+    message_text: str | None = None,
 ) -> NotificationContent:
-    """What a notification says: the task's title and, for a comment, its text and author."""
+    """What a notification says: the task's title and, for a comment, its text and author
+    (or the notification's own text, when a scenario wrote it)."""
     title = (await conn.execute(sa.select(tasks.c.title).where(tasks.c.id == task_id))).scalar_one()
+    if message_text is not None:
+        return NotificationContent(task_title=title, comment_body=message_text, author_name=None)
     if comment_id is None:
         return NotificationContent(task_title=title, comment_body=None, author_name=None)
     row = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,19 @@ class Context:
     async def require_tracking(self) -> None:
         if not await self.tracking_allowed():
             raise plan_required()
+
+    async def history_cutoff(self) -> dt.datetime:
+        """Deliveries of notifications older than this are not shown on this plan."""
+        account = await self.account()
+        days = self.services.settings.history_days(Plan(account.plan))
+        if days is None:
+            raise plan_required()
+        return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+
+    async def visible(self, rows: list[Row[Any]]) -> list[Row[Any]]:
+        """The rows (deliveries with `notified_at`) inside the plan's history window."""
+        cutoff = await self.history_cutoff()
+        return [row for row in rows if row.notified_at >= cutoff]
 
 
 Info = StrawberryInfo[Context, None]

@@ -29,3 +29,12 @@ def plan_required() -> GraphQLError:
 
 def forbidden(message: str) -> GraphQLError:
     return _error("FORBIDDEN", message)
+
+
+def history_expired(days: int | None = None) -> GraphQLError:
+    window = f" ({days} days on your plan)" if days else ""
+    return _error(
+        "HISTORY_EXPIRED",
+        f"This delivery is older than your plan's delivery history{window}; "
+        "a higher plan shows a longer period.",
+    )

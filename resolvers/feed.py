@@ -9,14 +9,15 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from channels.base import ChannelCredentials
-from common.domain import Channel
+from common.domain import Channel, Plan
 from db import accounts as db_accounts
 from db import bounces as db_bounces
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries
+from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from resolvers.context import Info, parse_id
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import bad_input, history_expired, not_found
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -51,6 +52,13 @@ async def configured_channels(info: Info) -> frozenset[Channel]:
             conn, info.context.require_viewer().account_id
         )
     return ChannelCredentials(**credentials).configured()
+
+
+async def suppressions(info: Info) -> Sequence[Row[Any]]:
+    async with info.context.db.read() as conn:
+        return await db_suppressions.list_suppressions(
+            conn, info.context.require_viewer().account_id
+        )
 
 
 async def bounces(info: Info, unparsed_only: bool) -> Sequence[Row[Any]]:
@@ -122,13 +130,15 @@ async def task_deliveries(info: Info, task_id: uuid.UUID) -> list[Row[Any]] | No
     """The deliveries behind a task's icon; None where the plan has no tracking."""
     if not await info.context.tracking_allowed():
         return None
-    return await info.context.loaders.task_deliveries.load(task_id)
+    return await info.context.visible(await info.context.loaders.task_deliveries.load(task_id))
 
 
 async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> list[Row[Any]] | None:
     if not await info.context.tracking_allowed():
         return None
-    return await info.context.loaders.comment_deliveries.load(comment_id)
+    return await info.context.visible(
+        await info.context.loaders.comment_deliveries.load(comment_id)
+    )
 
 
 async def status_rows_for(info: Info, delivery: Row[Any]) -> list[Row[Any]]:
@@ -148,4 +158,11 @@ async def delivery(info: Info, delivery_id: str) -> Row[Any] | None:
     if row is None:
         return None
     await info.context.require_tracking()
+    await require_within_history(info, row)
     return row
+
+
+async def require_within_history(info: Info, row: Row[Any]) -> None:
+    if row.notified_at < await info.context.history_cutoff():
+        account = await info.context.account()
+        raise history_expired(info.context.services.settings.history_days(Plan(account.plan)))

@@ -153,7 +153,13 @@ async def load_updates(
     account_id = context.require_viewer().account_id
     async with context.db.read() as conn:
         rows = await event_log.deliveries_by_ids(conn, account_id, list(by_delivery))
-    found = [row for delivery_id, row in rows.items() if delivery_id in by_delivery]
+    # Outside the plan's history window, a delivery is not shown, live or not.
+    cutoff = await context.history_cutoff()
+    found = [
+        row
+        for delivery_id, row in rows.items()
+        if delivery_id in by_delivery and row.notified_at >= cutoff
+    ]
     loaders = context.loaders
     status = await asyncio.gather(
         *(
@@ -196,9 +202,11 @@ class LiveFeed:
         self._wake = asyncio.Event()
         self._scanning = asyncio.Lock()
         self._active = False
+        self._closed = False
         self._task: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
+        self._closed = True
         tasks = [task for task, _ in self._doorbells.values()]
         if self._task is not None:
             tasks.append(self._task)
@@ -273,9 +281,12 @@ class LiveFeed:
             raise
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation that aclose() sends when the bell rings at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 more = await self.scan()

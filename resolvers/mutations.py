@@ -21,15 +21,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels.base import ChannelCredentials
 from channels.email import SmtpServer
 from common.broadcast import publish_changes
-from common.domain import Channel, DeliveryState, NotificationKind, PersonKind
+from common.domain import (
+    Channel,
+    DeliveryState,
+    NotificationKind,
+    PersonKind,
+    ScenarioTrigger,
+    TrackingConsent,
+)
 from db import accounts as db_accounts
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from db import outbox
+from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.notify import enqueue_notification
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
+from resolvers.feed import require_within_history
+from resolvers.scenarios import fire_scenarios
 
 MAX_NAME = 200
 MAX_TITLE = 500
@@ -133,6 +143,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "phone": validate_phone,
     "webhook_url": validate_webhook_url,
     "disabled_channels": _channels,
+    "tracking_consent": lambda consent: TrackingConsent(consent).value,
 }
 
 
@@ -197,6 +208,18 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )
+        task = await db_tasks.get_task(conn, viewer.account_id, task_id)
+        assert task is not None
+        changes += await fire_scenarios(
+            conn,
+            account=account,
+            task=task,
+            subscribers=subscribers,
+            triggers={ScenarioTrigger.TASK_CREATED},
+            comment=None,
+            message_id_domain=message_id_domain(info.context.services.settings.mail_from),
+            now=now,
+        )
     await _after_write(info, changes)
     return task_id
 
@@ -209,11 +232,10 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
         raise not_found("task")
     account = await info.context.account()
     subscriber_ids = await info.context.loaders.subscriber_ids.load(task.id)
-    recipients = [
-        row
-        for row in await info.context.loaders.person.load_many(subscriber_ids)
-        if row is not None and row.id != viewer.person_id
+    subscribers = [
+        row for row in await info.context.loaders.person.load_many(subscriber_ids) if row
     ]
+    recipients = [row for row in subscribers if row.id != viewer.person_id]
     now = utcnow()
     async with info.context.db.write() as conn:
         comment_id = await db_tasks.insert_comment(
@@ -236,6 +258,16 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )
+        changes += await fire_scenarios(
+            conn,
+            account=account,
+            task=task,
+            subscribers=subscribers,
+            triggers={ScenarioTrigger.COMMENT_ADDED, ScenarioTrigger.KEYWORD},
+            comment=body,
+            message_id_domain=message_id_domain(info.context.services.settings.mail_from),
+            now=now,
+        )
     await _after_write(info, changes)
     return comment_id
 
@@ -249,6 +281,7 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
         row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
         if row is None:
             raise not_found("delivery")
+        await require_within_history(info, row)
         if row.state != DeliveryState.FAILED.value:
             raise bad_input(
                 f"Only a failed delivery can be resent; this one is {row.state}.", field="id"
@@ -274,23 +307,18 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
     return updated
 
 
-@dataclass(frozen=True)
-class AccountChanges:
-    open_tracking: bool | None
-    show_all_recipients: bool | None
-    smtp_relay: str | None
-    smtp_relay_given: bool
+_ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_consent",
+                  "count_machine_opens")  # fmt: skip
 
 
-async def update_account(info: Info, changes: AccountChanges) -> Row[Any]:
+async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
+    """Change the settings given; a flag given as null is left as it is."""
     viewer = info.context.require_viewer()
-    values: dict[str, Any] = {}
-    if changes.open_tracking is not None:
-        values["open_tracking"] = changes.open_tracking
-    if changes.show_all_recipients is not None:
-        values["show_all_recipients"] = changes.show_all_recipients
-    if changes.smtp_relay_given:
-        relay = _optional(changes.smtp_relay)
+    values: dict[str, Any] = {
+        name: given[name] for name in _ACCOUNT_FLAGS if given.get(name) is not None
+    }
+    if "smtp_relay" in given:
+        relay = _optional(given["smtp_relay"])
         if relay is not None:
             try:
                 SmtpServer.from_url(relay)
@@ -301,6 +329,12 @@ async def update_account(info: Info, changes: AccountChanges) -> Row[Any]:
         row = await db_accounts.update_account(conn, viewer.account_id, values)
     info.context.reset_loaders()
     return row
+
+
+async def lift_suppression(info: Info, channel: Channel, address: str) -> bool:
+    viewer = info.context.require_viewer()
+    async with info.context.db.write() as conn:
+        return await db_suppressions.lift(conn, viewer.account_id, channel.value, address)
 
 
 async def _after_write(info: Info, changes: Sequence[Any]) -> None:

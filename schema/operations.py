@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from common import domain
-from resolvers import channels, feed, mutations, subscriptions
+from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.errors import bad_input
 from resolvers.live import LiveUpdate
@@ -21,6 +21,8 @@ from schema.types import (
     DeliveryStatus,
     DeliveryUpdate,
     Person,
+    Scenario,
+    Suppression,
     Task,
     id_of,
     task_connection,
@@ -36,6 +38,7 @@ class AddPersonInput:
     phone: str | None = None
     webhook_url: str | None = None
     disabled_channels: list[domain.Channel] = strawberry.field(default_factory=list)
+    tracking_consent: domain.TrackingConsent = domain.TrackingConsent.UNKNOWN
 
 
 @strawberry.input(description="Only the fields given change; null clears an address.")
@@ -46,6 +49,7 @@ class UpdatePersonInput:
     phone: str | None = strawberry.UNSET
     webhook_url: str | None = strawberry.UNSET
     disabled_channels: list[domain.Channel] | None = strawberry.UNSET
+    tracking_consent: domain.TrackingConsent | None = strawberry.UNSET
 
 
 @strawberry.input(
@@ -86,6 +90,18 @@ class UpdateAccountInput:
     open_tracking: bool | None = None
     show_all_recipients: bool | None = None
     smtp_relay: str | None = strawberry.UNSET
+    require_tracking_consent: bool | None = None
+    count_machine_opens: bool | None = None
+
+
+@strawberry.input
+class CreateScenarioInput:
+    name: str
+    trigger: domain.ScenarioTrigger
+    action: domain.ScenarioAction
+    template: str
+    keyword: str | None = None
+    person_id: strawberry.ID | None = None
 
 
 @strawberry.type
@@ -113,6 +129,14 @@ class Query:
     ) -> Connection[Task]:
         page = await feed.tasks_page(info, first, after)
         return task_connection(page.rows, page.has_next)
+
+    @strawberry.field
+    async def scenarios(self, info: Info) -> list[Scenario]:
+        return [Scenario.from_row(row) for row in await scenarios.scenarios(info)]
+
+    @strawberry.field
+    async def suppressions(self, info: Info) -> list[Suppression]:
+        return [Suppression.from_row(row) for row in await feed.suppressions(info)]
 
     @strawberry.field
     async def bounces(self, info: Info, unparsed_only: bool = False) -> list[Bounce]:
@@ -169,16 +193,28 @@ class Mutation:
 
     @strawberry.mutation
     async def update_account(self, info: Info, input: UpdateAccountInput) -> Account:
-        row = await mutations.update_account(
+        return Account.from_row(await mutations.update_account(info, _given(input)))
+
+    @strawberry.mutation
+    async def create_scenario(self, info: Info, input: CreateScenarioInput) -> Scenario:
+        row = await scenarios.create_scenario(
             info,
-            mutations.AccountChanges(
-                open_tracking=input.open_tracking,
-                show_all_recipients=input.show_all_recipients,
-                smtp_relay=input.smtp_relay if input.smtp_relay is not strawberry.UNSET else None,
-                smtp_relay_given=input.smtp_relay is not strawberry.UNSET,
-            ),
+            name=input.name,
+            trigger=domain.ScenarioTrigger(input.trigger),
+            keyword=input.keyword,
+            action=domain.ScenarioAction(input.action),
+            person_id=input.person_id,
+            template=input.template,
         )
-        return Account.from_row(row)
+        return Scenario.from_row(row)
+
+    @strawberry.mutation
+    async def delete_scenario(self, info: Info, id: strawberry.ID) -> bool:
+        return await scenarios.delete_scenario(info, id)
+
+    @strawberry.mutation
+    async def lift_suppression(self, info: Info, channel: domain.Channel, address: str) -> bool:
+        return await mutations.lift_suppression(info, domain.Channel(channel), address)
 
 
 @strawberry.type

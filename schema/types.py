@@ -18,7 +18,16 @@ from resolvers.context import Info
 from resolvers.live import SharedResults
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
-for _enum in (domain.DeliveryState, domain.Channel, domain.Plan, domain.PersonKind):
+for _enum in (
+    domain.DeliveryState,
+    domain.Channel,
+    domain.Plan,
+    domain.PersonKind,
+    domain.ReadConfidence,
+    domain.TrackingConsent,
+    domain.ScenarioTrigger,
+    domain.ScenarioAction,
+):
     strawberry.enum(_enum)
 
 N = TypeVar("N")
@@ -50,6 +59,8 @@ class Account:
     open_tracking: bool
     show_all_recipients: bool
     smtp_relay: str | None
+    require_tracking_consent: bool
+    count_machine_opens: bool
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Account:
@@ -60,7 +71,14 @@ class Account:
             open_tracking=row.open_tracking,
             show_all_recipients=row.show_all_recipients,
             smtp_relay=row.smtp_relay,
+            require_tracking_consent=row.require_tracking_consent,
+            count_machine_opens=row.count_machine_opens,
         )
+
+    @strawberry.field
+    def history_days(self, info: Info) -> int | None:
+        """Days of delivery history the plan shows; null on FREE (no tracking)."""
+        return info.context.services.settings.history_days(domain.Plan(self.plan))
 
     @strawberry.field
     async def configured_channels(self, info: Info) -> list[domain.Channel]:
@@ -78,6 +96,7 @@ class Person:
     phone: str | None
     webhook_url: str | None
     disabled_channels: list[domain.Channel]
+    tracking_consent: domain.TrackingConsent
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Person:
@@ -90,6 +109,7 @@ class Person:
             phone=row.phone,
             webhook_url=row.webhook_url,
             disabled_channels=[domain.Channel(name) for name in row.disabled_channels or ()],
+            tracking_consent=domain.TrackingConsent(row.tracking_consent),
         )
 
 
@@ -160,6 +180,11 @@ class Delivery:
     @strawberry.field
     def open_count(self) -> int:
         return int(self.row.open_count)
+
+    @strawberry.field
+    def read_confidence(self) -> domain.ReadConfidence | None:
+        value = self.row.read_confidence
+        return domain.ReadConfidence(value) if value else None
 
     @strawberry.field
     def provider_message_id(self) -> str | None:
@@ -303,6 +328,46 @@ class Bounce:
             parsed=row.parsed,
             summary=row.summary,
             delivery_id=id_of(row.delivery_id),
+        )
+
+
+@strawberry.type
+class Scenario:
+    id: strawberry.ID
+    name: str
+    trigger: domain.ScenarioTrigger
+    keyword: str | None
+    action: domain.ScenarioAction
+    person_id: strawberry.ID | None
+    template: str
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Scenario:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            trigger=domain.ScenarioTrigger(row.trigger),
+            keyword=row.keyword,
+            action=domain.ScenarioAction(row.action),
+            person_id=id_of(row.person_id),
+            template=row.template,
+        )
+
+
+@strawberry.type
+class Suppression:
+    channel: domain.Channel
+    address: str
+    reason: str
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Suppression:
+        return cls(
+            channel=domain.Channel(row.channel),
+            address=row.address,
+            reason=row.reason,
+            created_at=row.created_at,
         )
 
 

@@ -25,6 +25,7 @@ from common.tokens import BOUNCE, verify
 from db import bounces as db_bounces
 from db.deliveries import add_event, change_of, message_deliveries, transition
 from db.engine import Database
+from db.suppressions import suppress
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ async def _apply(
                 await add_event(conn, [row.id], "auto_reply", at, report.summary)
             elif report.kind is BounceKind.COMPLAINT:
                 await add_event(conn, [row.id], "complaint", at, report.summary)
+                await _suppress(conn, row, f"spam complaint: {report.summary}", at)
             elif status.kind is BounceKind.HARD:
                 await _hard_bounce(conn, row, status, at)
             elif status.action == "delivered":
@@ -133,6 +135,19 @@ async def _hard_bounce(
         },
     )
     await add_event(conn, [row.id], "bounced", at, message)
+    await _suppress(conn, row, f"hard bounce: {message}", at)
+
+
+async def _suppress(conn: AsyncConnection, row: Row[Any], reason: str, at: dt.datetime) -> None:
+    await suppress(
+        conn,
+        account_id=row.account_id,
+        channel=row.channel,
+        address=row.address,
+        reason=reason,
+        now=at,
+    )
+    await add_event(conn, [row.id], "suppressed", at, reason)
 
 
 def _describe(status: RecipientStatus) -> str:

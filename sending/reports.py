@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -38,13 +38,19 @@ class ReportOutcome:
 
 
 async def apply_reports(
-    db: Database, reports: Sequence[ProviderReport], *, received_at: dt.datetime
+    db: Database,
+    reports: Sequence[ProviderReport],
+    *,
+    received_at: dt.datetime,
+    account_ids: Collection[uuid.UUID] | None = None,
 ) -> ReportOutcome:
+    """`account_ids`: the accounts whose credentials proved the reports genuine; a
+    report about another account's message counts as unknown (None: any account)."""
     outcome = ReportOutcome()
     async with db.write() as conn:
         for report in reports:
             row = await delivery_by_provider_id(conn, report.channel, report.provider_message_id)
-            if row is None:
+            if row is None or (account_ids is not None and row.account_id not in account_ids):
                 # Answered 200 all the same, so the provider stops retrying.
                 outcome.unknown += 1
                 CALLBACKS.labels(report.channel.value, "unknown").inc()

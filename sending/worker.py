@@ -40,12 +40,18 @@ from db.deliveries import (
     transition,
 )
 from db.engine import Database
+from db.purge import purge
+from db.suppressions import reasons as suppression_reasons
+from db.suppressions import suppress
 from db.tables import deliveries
 from db.tasks import NotificationContent, notification_content
 from sending.backoff import retry_delay
 from sending.compose import compose_email, compose_notice
 
 log = logging.getLogger(__name__)
+
+# The code of a delivery refused because its address is on the suppression list.
+SUPPRESSED = "SUPPRESSED"
 
 
 def utcnow() -> dt.datetime:
@@ -103,6 +109,7 @@ class Worker:
         self._in_flight: Counter[tuple[uuid.UUID, str]] = Counter()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._next_purge = 0.0
 
     def wake(self) -> None:
         """New jobs are waiting: skip the rest of the idle wait."""
@@ -123,11 +130,27 @@ class Worker:
                 log.exception("worker %s: a round failed", self.name)
                 handled = 0
             if handled == 0 and not self._stopping.is_set():
+                await self._purge_if_due()
                 await self._idle()
         await self.sender.aclose()
         for channel in self.channels.values():
             await channel.aclose()
         log.info("worker %s stopped", self.name)
+
+    async def _purge_if_due(self) -> None:
+        """Every PURGE_INTERVAL_SECONDS, when idle: drop what no plan shows any more."""
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time < self._next_purge:
+            return
+        self._next_purge = loop_time + self.settings.purge_interval_seconds
+        cutoff = self.clock() - dt.timedelta(days=self.settings.longest_history_days)
+        try:
+            deleted = await purge(self.db, older_than=cutoff)
+        except Exception:
+            log.exception("worker %s: purge failed; it runs again later", self.name)
+            return
+        if deleted:
+            log.info("worker %s purged %d old notifications", self.name, deleted)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -169,40 +192,42 @@ class Worker:
                 return None
             account = await get_account(conn, batch.message.account_id)
             content = await notification_content(
-                conn, batch.notification.task_id, batch.notification.comment_id
+                conn,
+                batch.notification.task_id,
+                batch.notification.comment_id,
+                batch.notification.message_text,
             )
             channel = Channel(batch.message.channel)
-            if channel is not Channel.EMAIL:
-                credentials = ChannelCredentials(
-                    **await get_credentials(conn, batch.message.account_id)
-                )
-            else:
-                held_back = await self._rate_limited(conn, batch)
-        if channel is not Channel.EMAIL:
-            results = await self._deliver_messenger(channel, credentials, batch, content)
-            return _Attempt(
-                batch=batch,
-                pending=batch.pending,
-                results={result.address: result for result in results},
-                held_back={},
-                reserved=Counter(),
+            addresses = list(dict.fromkeys(row.address for row in batch.pending))
+            suppressed = await suppression_reasons(conn, account.id, channel.value, addresses)
+            addresses = [address for address in addresses if address not in suppressed]
+            credentials = ChannelCredentials(**await get_credentials(conn, account.id))
+            held_back = (
+                await self._rate_limited(conn, account.id, addresses)
+                if channel is Channel.EMAIL
+                else {}
             )
-        pending = batch.pending
-        envelope = [
-            address
-            for address in dict.fromkeys(row.address for row in pending)
-            if address not in held_back
-        ]
-        reserved = Counter((batch.message.account_id, address) for address in envelope)
+        # What is never sent: suppressed addresses fail at once, with the first reason.
+        results = {
+            address: RecipientResult(address, Outcome.PERMANENT, SUPPRESSED, reason)
+            for address, reason in suppressed.items()
+        }
+        to_send = [address for address in addresses if address not in held_back]
+        # The rate limit counted these as in flight (email only) until they are recorded.
+        reserved = Counter((account.id, address) for address in to_send if channel is Channel.EMAIL)
         try:
-            results = await self._deliver(account, batch, content, envelope)
+            if channel is Channel.EMAIL:
+                sent = await self._deliver(account, batch, content, to_send)
+            else:
+                sent = await self._deliver_messenger(channel, credentials, batch, content, to_send)
         except BaseException:
             self._in_flight -= reserved
             raise
+        results.update((result.address, result) for result in sent)
         return _Attempt(
             batch=batch,
-            pending=pending,
-            results={result.address: result for result in results},
+            pending=batch.pending,
+            results=results,
             held_back=held_back,
             reserved=reserved,
         )
@@ -236,11 +261,12 @@ class Worker:
         credentials: ChannelCredentials,
         batch: SendBatch,
         content: NotificationContent,
+        addresses: list[str],
     ) -> list[RecipientResult]:
-        """A messenger message has exactly one delivery (only email is ever shared)."""
+        """A messenger message has one delivery (only email is ever shared)."""
         results = []
-        for row in batch.pending:
-            notice = compose_notice(batch, content, row.address)
+        for address in addresses:
+            notice = compose_notice(batch, content, address)
             async with self._slots[channel]:
                 result = await self.channels[channel].send(notice, credentials)
             SENDS.labels(channel.value, result.outcome.value.lower()).inc()
@@ -248,24 +274,24 @@ class Worker:
         return results
 
     async def _rate_limited(
-        self, conn: AsyncConnection, batch: SendBatch
+        self, conn: AsyncConnection, account_id: uuid.UUID, addresses: list[str]
     ) -> dict[str, dt.datetime]:
         """Addresses that already got their share of mail in the window, with the time
         the oldest of those sends leaves it."""
         window = dt.timedelta(seconds=self.settings.recipient_rate_window_seconds)
         recent = await recent_sends(
             conn,
-            batch.message.account_id,
+            account_id,
             Channel.EMAIL,
-            [row.address for row in batch.pending],
+            addresses,
             since=self.clock() - window,
             limit=self.settings.recipient_rate_limit,
         )
         limit = self.settings.recipient_rate_limit
         held: dict[str, dt.datetime] = {}
-        for address in dict.fromkeys(row.address for row in batch.pending):
+        for address in addresses:
             sent_times = recent.get(address, [])
-            in_flight = self._in_flight[(batch.message.account_id, address)]
+            in_flight = self._in_flight[(account_id, address)]
             if len(sent_times) + in_flight >= limit:
                 # When the oldest counted send leaves the window (an in-flight one has
                 # not started its window yet: try again a full window from now).
@@ -278,7 +304,7 @@ class Worker:
             else:
                 # Counted at once, with no await since the read: a concurrent job for
                 # the same address must see this send.
-                self._in_flight[(batch.message.account_id, address)] += 1
+                self._in_flight[(account_id, address)] += 1
         return held
 
     async def _record(
@@ -328,6 +354,15 @@ class Worker:
                 await _mark_sent(conn, row, result, now)
             elif result.outcome is Outcome.PERMANENT:
                 await _mark_failed(conn, row, result.code, result.message, True, now)
+                if _suppresses(row, result):
+                    await suppress(
+                        conn,
+                        account_id=row.account_id,
+                        channel=row.channel,
+                        address=row.address,
+                        reason=f"bot blocked: {result.message}",
+                        now=now,
+                    )
             elif attempts[row.id] >= self.settings.send_max_attempts:
                 message = f"gave up after {attempts[row.id]} attempts: {result.message}"
                 await _mark_failed(conn, row, result.code, message, False, now)
@@ -403,4 +438,10 @@ async def _mark_failed(
             "error_permanent": permanent,
         },
     )
-    await add_event(conn, [row.id], "failed", now, message)
+    event = "suppressed" if code == SUPPRESSED else "failed"
+    await add_event(conn, [row.id], event, now, message)
+
+
+def _suppresses(row: Row[Any], result: RecipientResult) -> bool:
+    """A bot the person blocked stays blocked: sending again only earns more 403s."""
+    return row.channel == Channel.TELEGRAM.value and result.code == "403"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from urllib.parse import parse_qsl
 
 from broadcaster import Broadcast
@@ -98,12 +99,14 @@ def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
         # Every phone number in the payload must belong to an account whose app secret
         # signed it; otherwise nothing in it is believed.
         secrets: list[str] = []
+        account_ids: set[uuid.UUID] = set()
         async with db.read() as conn:
             for phone_number_id in webhook.phone_number_ids:
                 found = await db_credentials.account_for_whatsapp(conn, phone_number_id)
                 secret = found[1].get("whatsapp_app_secret") if found else None
-                if secret:
+                if found and secret:
                     secrets.append(secret)
+                    account_ids.add(found[0])
         signature = request.headers.get("x-hub-signature-256")
         if (
             not webhook.phone_number_ids
@@ -111,7 +114,8 @@ def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
             or not all(whatsapp.verify_signature(secret, body, signature) for secret in secrets)
         ):
             return _forged(Channel.WHATSAPP)
-        return await _apply(db, broadcast, webhook.reports)
+        # A valid signature proves who sent it, not whose messages it names.
+        return await _apply(db, broadcast, webhook.reports, account_ids)
 
     return [
         Route("/callbacks/whatsapp", handshake, methods=["GET"]),
@@ -136,14 +140,16 @@ def sms_route(db: Database, broadcast: Broadcast, public_base_url: str) -> Route
             candidates = await db_credentials.accounts_for_twilio(
                 conn, params.get("AccountSid", "")
             )
-        if not any(
-            (token := credentials.get("twilio_auth_token"))
+        verified = {
+            account_id
+            for account_id, credentials in candidates
+            if (token := credentials.get("twilio_auth_token"))
             and sms.verify_signature(token, url, params, signature)
-            for _, credentials in candidates
-        ):
+        }
+        if not verified:
             return _forged(Channel.SMS)
         report = sms.parse_status(params)
-        return await _apply(db, broadcast, [report] if report is not None else [])
+        return await _apply(db, broadcast, [report] if report is not None else [], verified)
 
     return Route("/callbacks/sms", status, methods=["POST"])
 
@@ -157,8 +163,15 @@ def _forged(channel: Channel) -> Response:
     return JSONResponse({"error": "invalid signature"}, status_code=401)
 
 
-async def _apply(db: Database, broadcast: Broadcast, reports: Sequence[ProviderReport]) -> Response:
-    outcome = await apply_reports(db, reports, received_at=dt.datetime.now(dt.UTC))
+async def _apply(
+    db: Database,
+    broadcast: Broadcast,
+    reports: Sequence[ProviderReport],
+    account_ids: Collection[uuid.UUID],
+) -> Response:
+    outcome = await apply_reports(
+        db, reports, received_at=dt.datetime.now(dt.UTC), account_ids=account_ids
+    )
     await publish_changes(broadcast, outcome.changes)
     return JSONResponse(
         {"applied": outcome.applied, "duplicates": outcome.duplicates, "unknown": outcome.unknown}

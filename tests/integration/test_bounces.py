@@ -14,6 +14,7 @@ from common.tokens import BOUNCE, sign
 from db import bounces as db_bounces
 from db.deliveries import transition
 from db.engine import Database
+from db.suppressions import list_suppressions
 from db.tables import bounces
 from sending.bounces import record_bounce
 from tests.support.builders import (
@@ -75,8 +76,12 @@ async def test_a_hard_bounce_fails_a_sent_delivery_with_the_servers_reason(
     assert (row.error_code, row.error_permanent, row.failed_at) == (status, True, LATER)
     assert fragment in row.error_message
     assert row.sent_at == T0  # the history of having been sent stays
-    assert [e.type for e in await events_of(db, delivery_id)][-1] == "bounced"
+    assert [e.type for e in await events_of(db, delivery_id)][-2:] == ["bounced", "suppressed"]
     assert [c.delivery_id for c in outcome.changes] == [delivery_id]
+    async with db.read() as conn:
+        (suppressed,) = await list_suppressions(conn, account_id)
+    assert (suppressed.channel, suppressed.address) == ("EMAIL", address.lower())
+    assert suppressed.reason.startswith("hard bounce: ")
     async with db.read() as conn:
         (kept,) = await db_bounces.list_bounces(conn, account_id, unparsed_only=False)
     assert (kept.kind, kept.parsed, kept.delivery_id) == ("hard", True, delivery_id)
@@ -121,7 +126,10 @@ async def test_auto_replies_and_complaints_are_recorded_but_are_not_bounces(
     # then
     row = await delivery(db, delivery_id)
     assert row.state == DeliveryState.SENT.value
-    assert (await events_of(db, delivery_id))[-1].type == event
+    types = [e.type for e in await events_of(db, delivery_id)]
+    assert event in types
+    # a complaint also puts the address on the suppression list; an auto-reply does not
+    assert ("suppressed" in types) is (event == "complaint")
 
 
 async def test_one_report_with_a_hard_and_a_soft_recipient_treats_each_on_its_own(
@@ -203,4 +211,4 @@ async def test_a_hard_bounce_after_a_read_keeps_the_read_and_records_the_bounce(
 
     # then: states never move backwards; the history has both
     assert (await delivery(db, delivery_id)).state == DeliveryState.READ.value
-    assert (await events_of(db, delivery_id))[-1].type == "bounced"
+    assert "bounced" in [e.type for e in await events_of(db, delivery_id)]

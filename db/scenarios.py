@@ -1,0 +1,63 @@
+"""Automation scenarios of an account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.tables import scenarios
+
+
+async def create_scenario(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    name: str,
+    trigger: str,
+    keyword: str | None,
+    action: str,
+    person_id: uuid.UUID | None,
+    template: str,
+    now: dt.datetime,
+) -> Row[Any]:
+    scenario_id = uuid.uuid4()
+    await conn.execute(
+        scenarios.insert().values(
+            id=scenario_id,
+            account_id=account_id,
+            name=name,
+            trigger=trigger,
+            keyword=keyword,
+            action=action,
+            person_id=person_id,
+            template=template,
+            created_at=now,
+        )
+    )
+    return (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
+
+
+async def list_scenarios(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            scenarios.select()
+            .where(scenarios.c.account_id == account_id)
+            .order_by(scenarios.c.created_at, scenarios.c.id)
+        )
+    ).all()
+
+
+async def delete_scenario(
+    conn: AsyncConnection, account_id: uuid.UUID, scenario_id: uuid.UUID
+) -> bool:
+    result = await conn.execute(
+        scenarios.delete().where(
+            scenarios.c.id == scenario_id, scenarios.c.account_id == account_id
+        )
+    )
+    return result.rowcount > 0

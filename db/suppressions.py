@@ -1,0 +1,83 @@
+"""The account's suppression list: addresses that must not be sent to again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.tables import suppressions
+
+
+def normal(channel: str, address: str) -> str:
+    """Email addresses compare case-insensitively; the others as they are."""
+    return address.strip().lower() if channel == "EMAIL" else address.strip()
+
+
+async def suppress(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    channel: str,
+    address: str,
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """Add the address (the first reason is kept when it is already there)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(
+        insert(suppressions)
+        .values(
+            id=uuid.uuid4(),
+            account_id=account_id,
+            channel=channel,
+            address=normal(channel, address),
+            reason=reason,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def reasons(
+    conn: AsyncConnection, account_id: uuid.UUID, channel: str, addresses: Sequence[str]
+) -> dict[str, str]:
+    """The suppressed ones among `addresses` (as given), with their reasons."""
+    wanted = {normal(channel, address): address for address in addresses}
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        sa.select(suppressions.c.address, suppressions.c.reason).where(
+            suppressions.c.account_id == account_id,
+            suppressions.c.channel == channel,
+            suppressions.c.address.in_(list(wanted)),
+        )
+    )
+    return {wanted[row.address]: row.reason for row in rows}
+
+
+async def list_suppressions(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
+    return (
+        await conn.execute(
+            suppressions.select()
+            .where(suppressions.c.account_id == account_id)
+            .order_by(suppressions.c.created_at.desc())
+        )
+    ).all()
+
+
+async def lift(conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str) -> bool:
+    result = await conn.execute(
+        suppressions.delete().where(
+            suppressions.c.account_id == account_id,
+            suppressions.c.channel == channel,
+            suppressions.c.address == normal(channel, address),
+        )
+    )
+    return result.rowcount > 0
