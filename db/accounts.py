@@ -141,6 +141,7 @@ async def add_person(
     phone: str | None = None,
     webhook_url: str | None = None,
     disabled_channels: Sequence[str] = (),
+    tracking_consent: str = "UNKNOWN",
 ) -> Row[Any]:
     person_id = uuid.uuid4()
     await conn.execute(
@@ -154,6 +155,7 @@ async def add_person(
             phone=phone,
             webhook_url=webhook_url,
             disabled_channels=list(disabled_channels),
+            tracking_consent=tracking_consent,
             created_at=utcnow(),
         )
     )
