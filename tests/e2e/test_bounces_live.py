@@ -70,7 +70,8 @@ async def test_a_hard_bounce_over_smtp_after_sent_turns_the_delivery_failed_live
     assert failed["delivery"]["sentAt"] is not None
     assert failed["status"]["state"] == "FAILED"
     assert failed["commentId"] == comment["id"]
-    assert [e["type"] for e in failed["delivery"]["events"]][-1] == "bounced"
+    # the bounce, and the address going on the suppression list for the next emails
+    assert [e["type"] for e in failed["delivery"]["events"]][-2:] == ["bounced", "suppressed"]
 
 
 @pytest.mark.parametrize("server_env", [{"BOUNCE_SMTP_PORT": str(BOUNCE_PORT)}])
