@@ -329,8 +329,15 @@ class Worker:
         self, conn: AsyncConnection, attempt: _Attempt, now: dt.datetime
     ) -> dt.datetime | None:
         """Write each delivery's outcome; returns when the transient ones retry."""
+        # Held back or suppressed, a delivery was not tried: no attempt to count.
         attempts = await _count_attempt(
-            conn, [row.id for row in attempt.pending if row.address not in attempt.held_back]
+            conn,
+            [
+                row.id
+                for row in attempt.pending
+                if row.address not in attempt.held_back
+                and attempt.results[row.address].code != SUPPRESSED
+            ],
         )
         retry_at: dt.datetime | None = None
         for row in attempt.pending:
@@ -347,9 +354,12 @@ class Worker:
                     f"next at {resume_at.isoformat()}",
                 )
                 continue
+            result = attempt.results[row.address]
+            if result.code == SUPPRESSED:
+                await _mark_failed(conn, row, result.code, result.message, True, now)
+                continue
             if row.id not in attempts:
                 continue  # no longer queued: another worker or a report got there first
-            result = attempt.results[row.address]
             if result.outcome is Outcome.ACCEPTED:
                 await _mark_sent(conn, row, result, now)
             elif result.outcome is Outcome.PERMANENT:

@@ -26,6 +26,7 @@ from common.settings import Settings
 from common.tokens import BOUNCE, verify
 from db import accounts as db_accounts
 from db.engine import Database
+from db.suppressions import suppress
 from sending.worker import Worker
 from tests.support.builders import (
     PUBLIC_BASE_URL,
@@ -493,3 +494,36 @@ async def test_mail_to_one_recipient_beyond_the_rate_limit_waits_for_the_window(
     # then
     assert (await delivery(db, held.id)).state == "SENT"
     assert len(await smtp_sink.wait_for_messages(3)) == 3
+
+
+async def test_a_suppressed_address_fails_at_once_without_an_attempt_or_a_send(
+    db: Database, broadcast: Broadcast, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    # given: Ann's address bounced hard before
+    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
+    scenario = await commented_task(db, ["Ann@Example.test"])
+    (delivery_id,) = scenario.notified.delivery_ids
+    async with db.write() as conn:
+        await suppress(
+            conn,
+            account_id=scenario.account_id,
+            channel="EMAIL",
+            address="ann@example.test",
+            reason="hard bounce: 550 5.1.1 User unknown",
+            now=T0,
+        )
+
+    # when
+    assert await rig.worker.run_once() == 1
+
+    # then
+    row = await delivery(db, delivery_id)
+    assert (row.state, row.attempts, row.error_code, row.error_permanent) == (
+        "FAILED",
+        0,
+        "SUPPRESSED",
+        True,
+    )
+    assert row.error_message == "hard bounce: 550 5.1.1 User unknown"
+    assert [e.type for e in await events_of(db, delivery_id)] == ["queued", "suppressed"]
+    assert smtp_sink.rcpt_attempts == []
