@@ -145,6 +145,9 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
                 + (f"  mailbox       : {base}/mailbox\n" if settings.embedded else ""),
                 flush=True,
             )
+    # uvicorn ends a SIGTERM by sending it again, to our handler once it restored it:
+    # the last log lines are written before the process goes.
+    signal.signal(signal.SIGTERM, _flush_logs_and_die)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -156,8 +159,17 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         # loggers go through the same handler.
         access_log=False,
         log_config=None,
+        # A live update goes to many subscribers as one serialised message; compressing
+        # it again for each of them (permessage-deflate) would cost more than sending it.
+        ws_per_message_deflate=False,
     )
     return 0
+
+
+def _flush_logs_and_die(signum: int, _frame: object) -> None:
+    logging.shutdown()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:

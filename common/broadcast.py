@@ -167,10 +167,13 @@ def create_broadcast(url: str, *, prefix: str = "") -> Broadcast:
 async def publish_changes(
     broadcast: broadcaster.Broadcast, changes: Iterable[DeliveryChanged]
 ) -> None:
-    """Publish after the commit. A failed publish is logged, not raised: the database
-    already holds the truth and clients repair from it on their next read."""
-    for change in changes:
+    """Publish after the commit, one message per account: the message only rings the
+    bell (subscriptions read what changed from the delivery event log), so a batch of
+    changes to one account needs one. A failed publish is logged, not raised: the
+    database already holds the truth and clients repair from it on their next read."""
+    latest = {change.channel: change for change in changes}
+    for channel, change in latest.items():
         try:
-            await broadcast.publish(channel=change.channel, message=change.encode())
+            await broadcast.publish(channel=channel, message=change.encode())
         except Exception:
             log.exception("could not publish a delivery change")

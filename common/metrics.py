@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SENDS = Counter(
     "beacon_sends_total",
@@ -49,4 +49,15 @@ SEND_QUEUE_JOBS = Gauge(
 SEND_QUEUE_OLDEST_AGE = Gauge(
     "beacon_send_queue_oldest_job_age_seconds",
     "How long the oldest due, unleased job has been waiting for a worker (0 if none).",
+)
+LIVE_MESSAGES = Counter(
+    "beacon_live_messages_total",
+    "deliveryUpdated messages by how they were made: executed for the subscriber, or "
+    "shared (the same serialised result another subscriber's execution made).",
+    ["way"],
+)
+PIXEL_BATCH = Histogram(
+    "beacon_pixel_commit_opens",
+    "Opens per pixel group commit (one transaction each).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
 )

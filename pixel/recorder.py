@@ -1,7 +1,13 @@
-"""Recording opens, and keeping them through a database outage.
+"""Recording opens durably, many per transaction, and keeping them through a database
+outage.
 
-A pixel is always answered, so when the database cannot take an open the hit goes into
-a bounded in-memory buffer with its original time, and a background task writes the
+Group commit: a hit joins the batch being gathered and waits for that batch's commit
+before the pixel is answered, so every answered open is on disk; one transaction (a
+fixed handful of statements, db/opens.py) takes a whole batch. While one batch commits
+the next one gathers, so under load batches grow instead of transactions queueing up.
+
+A pixel is always answered, so when the database cannot take a batch its opens go into a
+bounded in-memory buffer with their original times, and a background task writes the
 buffer out once the database answers again. Past the bound, opens are dropped, counted
 and logged: memory stays bounded however long the outage lasts.
 """
@@ -10,17 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from broadcaster import Broadcast
 
 from common.broadcast import publish_changes
-from common.metrics import PIXEL_BUFFERED, PIXEL_HITS, PIXEL_OPENS_DROPPED
-from db.deliveries import record_open
+from common.events import DeliveryChanged
+from common.metrics import PIXEL_BATCH, PIXEL_BUFFERED, PIXEL_HITS, PIXEL_OPENS_DROPPED
 from db.engine import Database
+from db.opens import Open
+from pixel.writers import BatchWriter, writer_for
 
 log = logging.getLogger(__name__)
+
+# The most opens one transaction takes (a bigger backlog commits in several).
+MAX_BATCH = 2000
+# How many waiting opens make it worth starting another transaction beside the running ones.
+CROWD = 32
 
 
 class OpenRecorder:
@@ -31,14 +46,24 @@ class OpenRecorder:
         *,
         capacity: int,
         retry_seconds: float = 1.0,
+        commits_in_flight: int = 4,
+        writers: Callable[[], BatchWriter] | None = None,
     ) -> None:
         self.db = db
         self.broadcast = broadcast
         self.retry_seconds = retry_seconds
-        self._buffer: collections.deque[tuple[str, dt.datetime]] = collections.deque()
+        self._buffer: collections.deque[Open] = collections.deque()
         self._capacity = capacity
         self._dropped = 0
         self._flushing: asyncio.Task[None] | None = None
+        self._gathering: list[tuple[Open, asyncio.Future[None]]] = []
+        # Transactions in flight at once: one on SQLite (one writer anyway); a few on
+        # PostgreSQL, so that a batch gathers while others commit.
+        self._max_committers = 1 if db.is_sqlite else commits_in_flight
+        self._committers: set[asyncio.Task[None]] = set()
+        # One writer (a connection of its own) per transaction in flight.
+        self._new_writer = writers or (lambda: writer_for(db))
+        self._idle_writers: list[BatchWriter] = []
 
     @property
     def buffered(self) -> int:
@@ -49,25 +74,65 @@ class OpenRecorder:
         return self._dropped
 
     async def record(self, pixel_id: str, at: dt.datetime) -> None:
-        """Record an open now, or buffer it if the database is away. Never raises."""
+        """Record an open, once committed; or buffer it if the database is away.
+        Never raises."""
         if self._buffer:
             # Keep the order: an outage is still being written out.
-            self._enqueue(pixel_id, at)
+            self._enqueue((pixel_id, at))
             return
-        try:
-            await self._write(pixel_id, at)
-        except Exception as error:
-            log.warning("could not record an open (%s); buffering it", type(error).__name__)
-            self._enqueue(pixel_id, at)
-        else:
-            PIXEL_HITS.labels("recorded").inc()
+        done = asyncio.get_running_loop().create_future()
+        self._gathering.append(((pixel_id, at), done))
+        # Another transaction only when many wait: a batch costs a round of statements
+        # whatever its size, so under load fewer, fuller batches cost the least.
+        if not self._committers or (
+            len(self._committers) < self._max_committers and len(self._gathering) >= CROWD
+        ):
+            committer = asyncio.create_task(self._commit_batches(), name="pixel-commit")
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        # A client that hangs up cancels its wait, not its open: the batch keeps it.
+        await done
 
-    async def _write(self, pixel_id: str, at: dt.datetime) -> None:
-        async with self.db.write() as conn:
-            changes = await record_open(conn, pixel_id, at)
+    async def _commit_batches(self) -> None:
+        # Let the hits that arrive together (one loop iteration) share the first batch.
+        await asyncio.sleep(0)
+        while self._gathering:
+            batch, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
+            opens = [open_ for open_, _ in batch]
+            try:
+                changes = await self._write_batch(opens)
+            except Exception as error:
+                log.warning(
+                    "could not record %d open(s) (%s); buffering them",
+                    len(opens),
+                    type(error).__name__,
+                )
+                for open_ in opens:
+                    self._enqueue(open_)
+                changes = []
+            else:
+                PIXEL_HITS.labels("recorded").inc(len(opens))
+                PIXEL_BATCH.observe(len(opens))
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+            await publish_changes(self.broadcast, changes)
+
+    async def _write_batch(self, opens: list[Open]) -> list[DeliveryChanged]:
+        writer = self._idle_writers.pop() if self._idle_writers else self._new_writer()
+        try:
+            changes = await writer.write(opens)
+        except BaseException:
+            await writer.aclose()
+            raise
+        self._idle_writers.append(writer)
+        return changes
+
+    async def _write(self, opens: list[Open]) -> None:
+        changes = await self._write_batch(opens)
         await publish_changes(self.broadcast, changes)
 
-    def _enqueue(self, pixel_id: str, at: dt.datetime) -> None:
+    def _enqueue(self, open_: Open) -> None:
         if len(self._buffer) >= self._capacity:
             self._dropped += 1
             PIXEL_OPENS_DROPPED.inc()
@@ -77,7 +142,7 @@ class OpenRecorder:
                 self._dropped,
             )
             return
-        self._buffer.append((pixel_id, at))
+        self._buffer.append(open_)
         PIXEL_HITS.labels("buffered").inc()
         PIXEL_BUFFERED.set(len(self._buffer))
         if self._flushing is None or self._flushing.done():
@@ -85,24 +150,35 @@ class OpenRecorder:
 
     async def _flush(self) -> None:
         while self._buffer:
-            pixel_id, at = self._buffer[0]
+            chunk = [self._buffer[i] for i in range(min(len(self._buffer), MAX_BATCH))]
             try:
-                await self._write(pixel_id, at)
+                await self._write(chunk)
             except Exception as error:
                 log.info("database still unavailable (%s); retrying", type(error).__name__)
                 await asyncio.sleep(self.retry_seconds)
                 continue
-            self._buffer.popleft()
+            for _ in chunk:
+                self._buffer.popleft()
             PIXEL_BUFFERED.set(len(self._buffer))
         log.info("open buffer written out")
 
     async def drain(self) -> None:
-        """Wait until the buffer is written (tests, shutdown)."""
+        """Wait until every open seen so far is committed or buffered, and the buffer
+        is written (tests, shutdown)."""
+        while self._committers:
+            await asyncio.gather(*self._committers)
         if self._flushing is not None:
             await self._flushing
 
     async def aclose(self) -> None:
+        if self._committers:
+            # Opens waiting for their commit must not be lost: let their batches commit.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*self._committers), timeout=10)
         if self._flushing is not None and not self._flushing.done():
             self._flushing.cancel()
             if self._buffer:
                 log.error("shutting down with %d unrecorded opens", len(self._buffer))
+        writers, self._idle_writers = self._idle_writers, []
+        for writer in writers:
+            await writer.aclose()

@@ -19,14 +19,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from contextvars import ContextVar
+from typing import Any, Protocol, TypeVar
 
 from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
 from sqlalchemy.engine import Row
 
 from common.events import account_channel
-from common.metrics import SUBSCRIPTIONS_ACTIVE
+from common.metrics import LIVE_MESSAGES, SUBSCRIPTIONS_ACTIVE
 from db import event_log
 from db.engine import Database
 from resolvers.context import Context
@@ -57,7 +58,16 @@ class LiveUpdate:
     """A delivery's current state after a change, and the position a client has reached
     once it has seen this update."""
 
-    __slots__ = ("_view", "cursor", "delivery", "event_ids", "position", "shared", "status_rows")
+    __slots__ = (
+        "_view",
+        "cursor",
+        "delivery",
+        "event_ids",
+        "position",
+        "shared",
+        "status_rows",
+        "task_id",
+    )
 
     def __init__(
         self,
@@ -68,16 +78,14 @@ class LiveUpdate:
         shared: SharedResults,
     ) -> None:
         self.delivery = delivery
+        # Read by every subscriber's task filter: kept apart from the row.
+        self.task_id: uuid.UUID = delivery.task_id
         self.status_rows = status_rows
         self.event_ids = event_ids
         self.position = position
         self.cursor = encode_cursor(position)
         self.shared = shared
         self._view: Any = None
-
-    @property
-    def task_id(self) -> uuid.UUID:
-        return self.delivery.task_id  # type: ignore[no-any-return]
 
     def at(self, position: Position) -> LiveUpdate:
         """The same update with another position, for one subscriber alone."""
@@ -94,6 +102,53 @@ class LiveUpdate:
         if self._view is None:
             self._view = build(self)
         return self._view  # type: ignore[no-any-return]
+
+
+class DirectSender(Protocol):
+    """The transport of the subscription running in this task, when it can take an
+    update's shared result as it is (web/shared_results.py)."""
+
+    # The subscription's selection, once it has been executed for a first update.
+    selection_key: Hashable | None
+
+    async def send(self, data: Any) -> None: ...
+
+
+direct_sender: ContextVar[DirectSender | None] = ContextVar("direct_sender", default=None)
+
+
+async def send_directly(update: LiveUpdate) -> bool:
+    """Send `update` straight to this task's subscriber when its selection is being or
+    has been executed for it (for another subscriber): no execution of its own, no
+    result object, no per-result extension hooks. False when it must take the ordinary
+    way (then its execution is the one the others share)."""
+    data = await _shared_data(update)
+    if data is None:
+        LIVE_MESSAGES.labels("executed").inc()
+        return False
+    sender = direct_sender.get()
+    assert sender is not None
+    await sender.send(data)
+    LIVE_MESSAGES.labels("shared").inc()
+    return True
+
+
+async def _shared_data(update: LiveUpdate) -> Any:
+    sender = direct_sender.get()
+    if sender is None or sender.selection_key is None:
+        return None
+    execution = update.shared.results.get(sender.selection_key)
+    if execution is None:
+        return None
+    if not execution.done():
+        try:
+            await asyncio.shield(execution)
+        except Exception:
+            return None  # the ordinary way reports it
+    if execution.cancelled() or execution.exception() is not None:
+        return None
+    result = execution.result()
+    return None if result.errors else result.data
 
 
 class Overflow(Exception):

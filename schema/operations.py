@@ -11,7 +11,7 @@ from common import domain
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.errors import bad_input
-from resolvers.live import LiveUpdate
+from resolvers.live import LiveUpdate, send_directly
 from schema.types import (
     Account,
     Bounce,
@@ -232,7 +232,8 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[DeliveryUpdate, None]:
         async for update in subscriptions.delivery_updates(info, task_id, after):
-            yield update.view(_delivery_update)
+            if not await send_directly(update):
+                yield update.view(_delivery_update)
 
 
 def _delivery_update(update: LiveUpdate) -> DeliveryUpdate:

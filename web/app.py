@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from common.broadcast import create_broadcast
@@ -28,8 +27,8 @@ from web.callbacks import email_bounce_route, sms_route, whatsapp_routes
 from web.dashboard import dashboard_routes
 from web.graphql import BeaconGraphQL
 from web.health import health_routes
-from web.logging import RequestLog
 from web.metrics import metrics_route
+from web.stack import BeaconApp
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,18 @@ def create_app(settings: Settings) -> Starlette:
         wake_worker=worker.wake if worker else lambda: None,
     )
     graphql = BeaconGraphQL(services)
-    recorder = OpenRecorder(db, broadcast, capacity=settings.pixel_buffer_size)
+    recorder = OpenRecorder(
+        db,
+        broadcast,
+        capacity=settings.pixel_buffer_size,
+        commits_in_flight=settings.pixel_commits_in_flight,
+    )
 
+    pixel = pixel_route(recorder, settings.secret_key)
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
-        pixel_route(recorder, settings.secret_key),
+        pixel,
         email_bounce_route(db, broadcast, settings.secret_key),
         *whatsapp_routes(db, broadcast),
         sms_route(db, broadcast, settings.public_base_url),
@@ -97,7 +102,8 @@ def create_app(settings: Settings) -> Starlette:
                 stack.push_async_callback(_stop_worker, worker, task)
             yield
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestLog)])
+    app = BeaconApp(routes=routes, lifespan=lifespan)
+    app.pixel = pixel
     app.state.services = services
     # The subscriptions' shared reader of the event log (resolvers/subscriptions.py).
     app.state.live_feed = live

@@ -22,7 +22,7 @@ from resolvers.context import Context, Services, authenticate
 from schema import BeaconSchema, MaskUnexpectedErrors
 from schema.operations import Mutation, Query, Subscription
 from web.limits import limit_extensions, too_many_subscriptions
-from web.shared_results import SharedResultExecutor, encode_next
+from web.shared_results import LiveTransportWS, SharedResultExecutor, encode_next
 
 # GraphQL over HTTP: clients that ask for this media type get 4xx for request errors.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -49,6 +49,16 @@ def _code_for(error: Mapping[str, Any]) -> str:
 _SUBSCRIPTION_LIMIT_MESSAGE = "Subscription limit reached"
 
 
+class _MaskUnexpectedErrors(MaskUnexpectedErrors):
+    """As schema.MaskUnexpectedErrors, without the runtime Protocol check strawberry
+    makes on every streamed result (slow on Python 3.11; one per subscriber per update)."""
+
+    def _process_result(self, result: object) -> None:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+
 def build_schema(settings: Settings) -> BeaconSchema:
     """The schema as served: `schema.schema` plus the limits and the shared execution
     of live updates (neither changes the SDL)."""
@@ -56,12 +66,14 @@ def build_schema(settings: Settings) -> BeaconSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[MaskUnexpectedErrors, *limit_extensions(settings)],
+        extensions=[_MaskUnexpectedErrors, *limit_extensions(settings)],
         execution_context_class=SharedResultExecutor,
     )
 
 
 class BeaconGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = LiveTransportWS
+
     def __init__(self, services: Services) -> None:
         super().__init__(
             build_schema(services.settings),

@@ -5,6 +5,10 @@ returns it in the response's `X-Request-ID`, keeps it in a context variable for 
 line logged while the request runs, and logs the request when it ends: method, path,
 status, duration. Websockets get their line when they close. uvicorn's own access log
 is off (main.py), so that each request is logged once.
+
+A line per request is on the pixel's hot path, so it is cheap: the record is made
+directly (no caller lookup), and lines are written in blocks, at the latest every
+`FLUSH_SECONDS`, and at once for warnings and errors.
 """
 
 from __future__ import annotations
@@ -12,36 +16,37 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 import re
 import sys
+import threading
 import time
-import uuid
 from contextvars import ContextVar
-from typing import Any
+from typing import IO, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
 # What a caller may send as a request id: short, and safe to repeat in a header or log.
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+FLUSH_SECONDS = 0.5
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 log = logging.getLogger("beacon.request")
 
-# LogRecord attributes that are not the caller's `extra`.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+# LogRecord attributes that are not the caller's `extra` (uvicorn adds color_message).
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
+    "color_message",
 }
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -57,12 +62,75 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC with milliseconds; the part up to the second is made once a second."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}+00:00"
+
+
+class BlockWriter(logging.StreamHandler[IO[str]]):
+    """A stream handler that leaves flushing to a timer (and to warnings and errors),
+    so that a busy server does one write for many lines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            with self.lock if self.lock is not None else _NO_LOCK:
+                self.stream.write(line + self.terminator)
+                if record.levelno >= logging.WARNING:
+                    self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        """A line already formatted (the request log's own)."""
+        with self.lock if self.lock is not None else _NO_LOCK:
+            self.stream.write(line + self.terminator)
+
+    def _flush_now_and_then(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 def setup_logging(log_format: str, level: int = logging.INFO) -> None:
     """Log to stdout: JSON lines (`json`, the default) or plain text (`text`)."""
-    handler = logging.StreamHandler(sys.stdout)
+    # Nothing in our lines needs the thread or process names: not worth their lookup.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     if log_format == "text":
+        handler: logging.Handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
+        # A buffer of our own on stdout's file: one write for many lines, even when
+        # PYTHONUNBUFFERED makes sys.stdout write each line at once.
+        stream = open(  # noqa: SIM115 - lives as long as the process
+            sys.stdout.fileno(), "w", buffering=1 << 16, encoding="utf-8", closefd=False
+        )
+        handler = BlockWriter(stream)
         handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -77,12 +145,7 @@ class RequestLog:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(REQUEST_ID_HEADER)
-        rid = (
-            given.decode("ascii")
-            if given is not None and _VALID_REQUEST_ID.match(given)
-            else uuid.uuid4().hex
-        )
+        rid = _request_id(scope)
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0
@@ -91,7 +154,7 @@ class RequestLog:
         async def send_with_id(message: Message) -> None:
             nonlocal status
             kind = message["type"]
-            if kind in ("http.response.start", "websocket.accept"):
+            if kind == "http.response.start" or kind == "websocket.accept":
                 status = message.get("status", 101)
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             elif kind == "websocket.close" and status == 0:
@@ -104,14 +167,61 @@ class RequestLog:
             status = status or 500
             raise
         finally:
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method", "WS"),
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "client": (scope.get("client") or ("", 0))[0],
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                _log_request(scope, status, time.perf_counter() - started)
             request_id.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            if _VALID_REQUEST_ID.match(value):
+                return str(value.decode("ascii"))
+            break
+    # Unique, not secret: the fast generator will do.
+    return f"{random.getrandbits(128):032x}"
+
+
+def _log_request(scope: Scope, status: int, seconds: float) -> None:
+    client = scope.get("client")
+    fields = {
+        "method": scope.get("method", "WS"),
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "client": client[0] if client else "",
+    }
+    writer = _direct_writer()
+    if writer is not None:
+        # What JsonFormatter would write for this record, without making the record.
+        rid = request_id.get()
+        line = (
+            f'{{"ts": "{_timestamp(time.time())}", "level": "info", '
+            f'"logger": "{log.name}", "msg": "request", '
+            + (f'"request_id": {json.dumps(rid)}, ' if rid is not None else "")
+            + json.dumps(fields)[1:]
+        )
+        writer.write_line(line)
+        return
+    record = logging.LogRecord(log.name, logging.INFO, __file__, 0, "request", None, None)
+    record.__dict__.update(fields)
+    log.handle(record)
+
+
+def _direct_writer() -> BlockWriter | None:
+    """The root's BlockWriter, when a request line goes nowhere else and nothing filters
+    it; otherwise None (and the line takes the ordinary way)."""
+    if log.handlers or log.filters or not log.propagate:
+        return None
+    root = logging.getLogger()
+    if root.filters or len(root.handlers) != 1:
+        return None
+    handler = root.handlers[0]
+    if (
+        not isinstance(handler, BlockWriter)
+        or handler.filters
+        or type(handler.formatter) is not JsonFormatter
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler

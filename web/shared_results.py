@@ -6,21 +6,26 @@ account that is 200 executions and 200 `json.dumps` of the same data. Here a pay
 that carries `SharedResults` (resolvers/live.py) is executed once per selection (query
 text, operation name, variables), in the update's own context; the result's data is a
 `SharedData`, which `encode_next` serialises once and splices into each subscriber's
-message.
+message. And once a graphql-transport-ws subscription's selection has been executed for
+one update, it sends the next updates' shared results itself (LiveTransportWS).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from copy import copy
-from typing import Any
+from typing import Any, cast
 
 from graphql import ExecutionResult, OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 
-from resolvers.live import SharedResults
+from resolvers.live import SharedResults, direct_sender
 
 # As strawberry's own encode_json.
 _COMPACT = (",", ":")
@@ -36,6 +41,28 @@ class SharedData(dict[str, Any]):
         self.encoded: str | None = None
 
 
+class _OperationSender:
+    """Sends `next` messages of one graphql-transport-ws operation."""
+
+    def __init__(self, operation: Operation[Any, Any]) -> None:
+        self.operation = operation
+        self.selection_key: Hashable | None = None
+
+    async def send(self, data: Any) -> None:
+        message = {"id": self.operation.id, "type": "next", "payload": {"data": data}}
+        await self.operation.send_operation_message(cast(Any, message))
+
+
+class LiveTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
+    """graphql-transport-ws, where a subscription may send an update's shared result
+    itself (resolvers.live.send_directly) once its selection is known."""
+
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        # The operation's own task: the subscription's resolver runs in it.
+        direct_sender.set(_OperationSender(operation))
+        await super().run_operation(operation)
+
+
 class SharedResultExecutor(StrawberryGraphQLCoreExecutionContext):
     def execute_operation(self, serially: bool | None = None) -> Any:
         shared = getattr(self.root_value, "shared", None)
@@ -47,6 +74,9 @@ class SharedResultExecutor(StrawberryGraphQLCoreExecutionContext):
 
     async def _shared(self, shared: SharedResults, serially: bool | None) -> ExecutionResult:
         key = self._selection_key()
+        sender = direct_sender.get()
+        if sender is not None and sender.selection_key is None:
+            sender.selection_key = key
         execution = shared.results.get(key)
         if execution is None:
             executor = copy(self)
@@ -93,6 +123,12 @@ def encode_next(message: Mapping[str, Any]) -> str | None:
         return None
     if data.encoded is None:
         data.encoded = json.dumps({"data": data}, separators=_COMPACT)
+    if message.keys() == {"id", "type", "payload"}:
+        # The usual shape, put together without a dict to encode.
+        return (
+            f'{{"id":{json.dumps(message["id"])},"type":{json.dumps(message["type"])},'
+            f'"payload":{data.encoded}}}'
+        )
     head = json.dumps(
         {key: value for key, value in message.items() if key != "payload"}, separators=_COMPACT
     )

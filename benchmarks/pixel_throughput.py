@@ -1,0 +1,184 @@
+"""(a) Pixel hits per second with every open recorded durably, against a bare route.
+
+    .venv/bin/python -m benchmarks.pixel_throughput [--seconds 10] [--runs 3] [--only postgres]
+
+For SQLite and for PostgreSQL, on a fresh database seeded with 20,000 sent deliveries
+(each its own email and pixel):
+
+  baseline: a bare Starlette route (benchmarks/bare_pixel_app.py) that checks the same
+            HMAC and answers the same GIF, under uvicorn with the same settings as
+            `python main.py serve` (one process, uvloop, httptools, no access log);
+  Beacon:   `python main.py serve` (EMBEDDED_WORKER=0, structured request logs on): each
+            hit joins a group commit and is answered once its open is committed.
+
+wrk (`-t2 -c64`, Debian's package) loads random pixels of the seeded ones; baseline and
+Beacon runs alternate, and each figure is the median of `--runs`. Beacon's rate counts
+only opens that reached the database: the growth of sum(open_count) over the run,
+divided by wrk's duration, and the run counts only if the outage buffer stayed empty
+(the backlog flat). Targets: at least 0.85x the baseline on PostgreSQL, 0.5x on SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from benchmarks.support import (
+    ROOT,
+    SECRET_KEY,
+    beacon_command,
+    beacon_env,
+    cpu_seconds,
+    free_port,
+    fresh_database,
+    median,
+    pixel_paths,
+    require_wrk,
+    run_wrk,
+    seed_comments,
+    serving,
+)
+from db.engine import Database
+from db.tables import deliveries
+
+TARGETS = {"postgres": 0.85, "sqlite": 0.5}
+SCRIPT = ROOT / "benchmarks" / "pixel_paths.lua"
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float  # requests (baseline) or recorded opens (Beacon) per second
+    answered: float  # requests per second as wrk saw them
+    cpu_per_hit_us: float
+    seconds: float  # wrk's own measure of the run
+
+
+async def opens(db: Database) -> int:
+    async with db.read() as conn:
+        total = (await conn.execute(sa.select(sa.func.sum(deliveries.c.open_count)))).scalar()
+    return int(total or 0)
+
+
+async def server_metrics(base_url: str) -> dict[str, float]:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{base_url}/metrics", timeout=10)).text
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
+
+
+async def measure(kind: str, seconds: float, runs: int, connections: int) -> float:
+    async with fresh_database(kind) as url:
+        db = Database(url)
+        try:
+            seeded = await seed_comments(db, comments=2000, recipients=10)
+            with tempfile.TemporaryDirectory(prefix="beacon-bench-") as directory:
+                paths = Path(directory) / "paths.txt"
+                paths.write_text("\n".join(pixel_paths(seeded.pixel_ids)) + "\n")
+                wrk_env = {"PIXEL_PATHS": str(paths)}
+                base_port, beacon_port = free_port(), free_port()
+                bare = [
+                    sys.executable, "-m", "uvicorn", "benchmarks.bare_pixel_app:app",
+                    "--host", "127.0.0.1", "--port", str(base_port),
+                    "--no-access-log", "--log-level", "warning",
+                ]  # fmt: skip
+                env = beacon_env(url, beacon_port, Path(directory) / "data")
+                async with (
+                    serving(bare, {**env, "SECRET_KEY": SECRET_KEY}, base_port,
+                            Path(directory) / "bare.log") as baseline,
+                    serving(beacon_command(), env, beacon_port,
+                            Path(directory) / "beacon.log") as beacon,
+                ):  # fmt: skip
+                    for server in (baseline, beacon):  # warm up
+                        await run_wrk(
+                            server.base_url, seconds=2, connections=connections,
+                            script=SCRIPT, env=wrk_env,
+                        )  # fmt: skip
+                    base_runs: list[Run] = []
+                    beacon_runs: list[Run] = []
+                    for number in range(runs):
+                        base_runs.append(
+                            await one_run(baseline.base_url, baseline.pid, seconds,
+                                          connections, wrk_env)
+                        )  # fmt: skip
+                        before = await opens(db)
+                        batches = await server_metrics(beacon.base_url)
+                        run = await one_run(beacon.base_url, beacon.pid, seconds,
+                                            connections, wrk_env)  # fmt: skip
+                        recorded = (await opens(db) - before) / run.seconds
+                        after = await server_metrics(beacon.base_url)
+                        backlog = after.get("beacon_pixel_opens_buffered", 0.0)
+                        per_commit = (
+                            after["beacon_pixel_commit_opens_sum"]
+                            - batches["beacon_pixel_commit_opens_sum"]
+                        ) / max(
+                            after["beacon_pixel_commit_opens_count"]
+                            - batches["beacon_pixel_commit_opens_count"],
+                            1,
+                        )
+                        beacon_runs.append(
+                            Run(recorded, run.answered, run.cpu_per_hit_us, run.seconds)
+                        )
+                        print(
+                            f"  {kind} run {number + 1}: baseline {base_runs[-1].rate:8.0f} req/s"
+                            f" | Beacon {run.answered:8.0f} req/s answered,"
+                            f" {recorded:8.0f} opens/s recorded ({per_commit:.0f} per commit),"
+                            f" buffered after: {backlog:g}"
+                            f" | CPU/hit {base_runs[-1].cpu_per_hit_us:.0f} us vs"
+                            f" {run.cpu_per_hit_us:.0f} us",
+                            flush=True,
+                        )
+                        if backlog:
+                            print("  (the backlog grew: this run does not count)")
+                            beacon_runs[-1] = Run(0.0, run.answered, 0.0, run.seconds)
+        finally:
+            await db.dispose()
+    base = median([r.rate for r in base_runs])
+    ours = median([r.rate for r in beacon_runs])
+    ratio = ours / base
+    verdict = "met" if ratio >= TARGETS[kind] else "MISSED"
+    print(
+        f"(a) {kind}: Beacon {ours:.0f} opens/s recorded vs bare route {base:.0f} req/s"
+        f" = {ratio:.2f}x (target >= {TARGETS[kind]}x: {verdict})",
+        flush=True,
+    )
+    return ratio
+
+
+async def one_run(
+    base_url: str, pid: int, seconds: float, connections: int, wrk_env: dict[str, str]
+) -> Run:
+    cpu_before = cpu_seconds([pid])
+    result = await run_wrk(
+        base_url, seconds=seconds, connections=connections, script=SCRIPT, env=wrk_env
+    )
+    cpu = cpu_seconds([pid]) - cpu_before
+    if result.errors:
+        print(f"  wrk saw {result.errors} errors on {base_url}")
+    return Run(result.rate, result.rate, cpu / max(result.requests, 1) * 1e6, result.seconds)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    require_wrk()
+    kinds = [args.only] if args.only else ["sqlite", "postgres"]
+    for kind in kinds:
+        await measure(kind, args.seconds, args.runs, args.connections)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

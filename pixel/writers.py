@@ -1,0 +1,114 @@
+"""How a batch of opens reaches the database in as few waits as possible.
+
+Under load the event loop is busy with requests, and every await of a database answer
+waits its turn behind them: a batch that takes five round trips (checkout, BEGIN, the
+statements, COMMIT) commits five loop turns later. So:
+
+- PostgreSQL: a connection of the recorder's own, in autocommit, and one statement per
+  batch (db/opens.py): one round trip, durable when it returns.
+- SQLite: a thread of the recorder's own with its own sqlite3 connection does the whole
+  transaction in one call: one hop to the thread and one back. SQLite's own lock keeps
+  it in line with the process's other writers (busy_timeout waits, in that thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.events import DeliveryChanged
+from db.engine import Database
+from db.opens import Open, record_opens_asyncpg, record_opens_sqlite
+
+
+class BatchWriter(Protocol):
+    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def writer_for(db: Database) -> BatchWriter:
+    if db.is_sqlite:
+        return SqliteWriter(db)
+    return AutocommitWriter(db)
+
+
+class AutocommitWriter:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None
+
+    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+        try:
+            if self._driver is None:
+                conn = await self.db.engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                # asyncpg itself: SQLAlchemy has nothing to add to one statement.
+                self._driver = (await self._conn.get_raw_connection()).driver_connection
+            return await record_opens_asyncpg(self._driver, opens)
+        except BaseException:
+            # The connection may be gone (a restart, a network cut): take a fresh one.
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        conn, self._conn, self._driver = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+
+class SqliteWriter:
+    def __init__(self, db: Database) -> None:
+        path = db.url.database
+        assert path, "a SQLite database file"
+        self.path = path
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pixel-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._write, list(opens))
+
+    def _write(self, opens: list[Open]) -> list[DeliveryChanged]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            changes = record_opens_sqlite(conn, opens)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return changes
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # As db/engine.py sets up its own connections.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=10000",
+                "PRAGMA synchronous=NORMAL",
+            ):
+                conn.execute(pragma)
+            self._conn = conn
+        return self._conn
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=False)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
