@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -148,8 +149,10 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     # uvicorn ends a SIGTERM by sending it again, to our handler once it restored it:
     # the last log lines are written before the process goes.
     signal.signal(signal.SIGTERM, _flush_logs_and_die)
+    app = create_app(settings)
+    _tune_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
@@ -164,6 +167,17 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         ws_per_message_deflate=False,
     )
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer, later collector passes: what was built at startup (the schema, the routes)
+    is frozen out of every pass, and young objects are collected every 20,000
+    allocations instead of 700. A pass over a busy server's objects stalls every
+    request and subscriber at once; at 4,000 websocket messages a second the default
+    thresholds put 100 ms and more into the 99th percentile."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _flush_logs_and_die(signum: int, _frame: object) -> None:

@@ -7,7 +7,8 @@ import contextlib
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
@@ -132,15 +133,23 @@ class MemoryDatabase:
 
 
 def _key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    ordered = tuple(sorted(a, key=str) if isinstance(a, list) else a for a in args)
-    return repr((ordered, sorted(kwargs.items())))
+    return repr((args, sorted(kwargs.items())))
+
+
+@dataclass
+class Kept:
+    """What the feed read: rows by id for the reads that take a list of ids (which ids
+    share a DataLoader batch varies from run to run), answers by arguments otherwise."""
+
+    by_id: dict[str, dict[Any, Any]] = field(default_factory=dict)
+    by_arguments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def recorded_reads() -> Iterator[dict[str, dict[str, Any]]]:
+def recorded_reads() -> Iterator[Kept]:
     """While the block runs, the feed's reads go to the database and their answers are
-    kept, by function and arguments."""
-    kept: dict[str, dict[str, Any]] = {name: {} for _, name in _READS}
+    kept."""
+    kept = Kept()
     originals = [(module, name, getattr(module, name)) for module, name in _READS]
     for module, name, original in originals:
 
@@ -148,7 +157,10 @@ def recorded_reads() -> Iterator[dict[str, dict[str, Any]]]:
             conn: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any
         ) -> Any:
             answer = await _original(conn, *args, **kwargs)
-            kept[_name][_key(args, kwargs)] = answer
+            if isinstance(answer, Mapping):
+                kept.by_id.setdefault(_name, {}).update(answer)
+            else:
+                kept.by_arguments.setdefault(_name, {})[_key(args, kwargs)] = answer
             return answer
 
         setattr(module, name, keep)
@@ -160,13 +172,16 @@ def recorded_reads() -> Iterator[dict[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def reads_from_memory(kept: dict[str, dict[str, Any]]) -> Iterator[None]:
+def reads_from_memory(kept: Kept) -> Iterator[None]:
     """While the block runs, the feed's reads are answered from `kept`, with no SQL."""
     originals = [(module, name, getattr(module, name)) for module, name in _READS]
     for module, name, _ in originals:
 
         async def answer(_conn: Any, *args: Any, _name: str = name, **kwargs: Any) -> Any:
-            return kept[_name][_key(args, kwargs)]
+            if _name in kept.by_id:
+                rows = kept.by_id[_name]
+                return {key: rows[key] for key in args[-1] if key in rows}
+            return kept.by_arguments[_name][_key(args, kwargs)]
 
         setattr(module, name, answer)
     try:

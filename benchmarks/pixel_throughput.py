@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import sqlalchemy as sa
 
@@ -64,6 +65,21 @@ async def opens(db: Database) -> int:
     async with db.read() as conn:
         total = (await conn.execute(sa.select(sa.func.sum(deliveries.c.open_count)))).scalar()
     return int(total or 0)
+
+
+async def database_backends(url: str) -> list[int]:
+    """The PostgreSQL server processes serving this database (none for SQLite)."""
+    if not url.startswith("postgresql"):
+        return []
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [row["pid"] for row in rows]
 
 
 async def server_metrics(base_url: str) -> dict[str, float]:
@@ -112,8 +128,12 @@ async def measure(kind: str, seconds: float, runs: int, connections: int) -> flo
                         )  # fmt: skip
                         before = await opens(db)
                         batches = await server_metrics(beacon.base_url)
+                        backends = await database_backends(url)
+                        db_cpu = cpu_seconds(backends)
                         run = await one_run(beacon.base_url, beacon.pid, seconds,
                                             connections, wrk_env)  # fmt: skip
+                        db_cpu = cpu_seconds(backends) - db_cpu
+                        db_us = db_cpu / max(run.answered * run.seconds, 1) * 1e6
                         recorded = (await opens(db) - before) / run.seconds
                         after = await server_metrics(beacon.base_url)
                         backlog = after.get("beacon_pixel_opens_buffered", 0.0)
@@ -134,7 +154,8 @@ async def measure(kind: str, seconds: float, runs: int, connections: int) -> flo
                             f" {recorded:8.0f} opens/s recorded ({per_commit:.0f} per commit),"
                             f" buffered after: {backlog:g}"
                             f" | CPU/hit {base_runs[-1].cpu_per_hit_us:.0f} us vs"
-                            f" {run.cpu_per_hit_us:.0f} us",
+                            f" {run.cpu_per_hit_us:.0f} us"
+                            + (f" + PostgreSQL {db_us:.0f} us" if backends else ""),
                             flush=True,
                         )
                         if backlog:

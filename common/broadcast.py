@@ -117,6 +117,12 @@ class Broadcast(broadcaster.Broadcast):
                 log.warning("broadcast connection lost (%s); reconnecting", error)
                 await self._reconnect()
                 continue
+            except Exception:
+                # Whatever it was, a listener that stops would leave every subscriber
+                # waiting forever: start over on a fresh connection.
+                log.exception("broadcast listener failed; reconnecting")
+                await self._reconnect()
+                continue
             if not event.channel.startswith(self.prefix):
                 continue
             channel = event.channel[prefix_length:]
@@ -159,9 +165,22 @@ class Broadcast(broadcaster.Broadcast):
             await self._reconnected.wait_for(lambda: self.reconnects >= count)
 
 
+# Our longest channel name (common/events.py) is 50 bytes; PostgreSQL's limit is 63.
+_LONGEST_CHANNEL = len("beacon.deliveries.") + 32
+_POSTGRES_CHANNEL_BYTES = 63
+
+
 def create_broadcast(url: str, *, prefix: str = "") -> Broadcast:
     """A broadcast for `memory://`, `redis://…` or `postgres://…`."""
-    return Broadcast(create_backend(url), prefix=prefix)
+    backend = create_backend(url)
+    if backend.scheme == "postgres" and (
+        len(prefix.encode()) + _LONGEST_CHANNEL > _POSTGRES_CHANNEL_BYTES
+    ):
+        raise ValueError(
+            "BROADCAST_PREFIX is too long for PostgreSQL channel names: at most "
+            f"{_POSTGRES_CHANNEL_BYTES - _LONGEST_CHANNEL} bytes"
+        )
+    return Broadcast(backend, prefix=prefix)
 
 
 async def publish_changes(

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # The most opens one transaction takes (a bigger backlog commits in several).
 MAX_BATCH = 2000
 # How many waiting opens make it worth starting another transaction beside the running ones.
-CROWD = 32
+CROWD = 8
 
 
 class OpenRecorder:
@@ -89,11 +89,20 @@ class OpenRecorder:
         ):
             committer = asyncio.create_task(self._commit_batches(), name="pixel-commit")
             self._committers.add(committer)
-            committer.add_done_callback(self._committers.discard)
         # A client that hangs up cancels its wait, not its open: the batch keeps it.
         await done
 
     async def _commit_batches(self) -> None:
+        try:
+            await self._commit_gathered()
+        finally:
+            # At once, not in a done-callback later: a hit arriving after the last look
+            # at the batch must find no committer left, and start one.
+            task = asyncio.current_task()
+            if task is not None:
+                self._committers.discard(task)
+
+    async def _commit_gathered(self) -> None:
         # Let the hits that arrive together (one loop iteration) share the first batch.
         await asyncio.sleep(0)
         while self._gathering:
@@ -165,16 +174,16 @@ class OpenRecorder:
     async def drain(self) -> None:
         """Wait until every open seen so far is committed or buffered, and the buffer
         is written (tests, shutdown)."""
-        while self._committers:
-            await asyncio.gather(*self._committers)
+        while running := [task for task in self._committers if not task.done()]:
+            await asyncio.gather(*running, return_exceptions=True)
         if self._flushing is not None:
             await self._flushing
 
     async def aclose(self) -> None:
-        if self._committers:
+        if running := [task for task in self._committers if not task.done()]:
             # Opens waiting for their commit must not be lost: let their batches commit.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*self._committers), timeout=10)
+                await asyncio.wait_for(asyncio.gather(*running), timeout=10)
         if self._flushing is not None and not self._flushing.done():
             self._flushing.cancel()
             if self._buffer:

@@ -26,6 +26,10 @@ from common.events import DeliveryChanged
 from db.engine import Database
 from db.opens import Open, record_opens_asyncpg, record_opens_sqlite
 
+# How long a batch may take before its opens go to the outage buffer: a pixel is answered
+# within this, whatever the database does (a cut connection that never answers included).
+WRITE_TIMEOUT_SECONDS = 5.0
+
 
 class BatchWriter(Protocol):
     async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]: ...
@@ -52,7 +56,8 @@ class AutocommitWriter:
                 self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 # asyncpg itself: SQLAlchemy has nothing to add to one statement.
                 self._driver = (await self._conn.get_raw_connection()).driver_connection
-            return await record_opens_asyncpg(self._driver, opens)
+            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                return await record_opens_asyncpg(self._driver, opens)
         except BaseException:
             # The connection may be gone (a restart, a network cut): take a fresh one.
             await self.aclose()
@@ -91,11 +96,12 @@ class SqliteWriter:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            # As db/engine.py sets up its own connections.
+            # As db/engine.py sets up its own connections, but for foreign keys: this
+            # connection only adds events to deliveries it has just read in the same
+            # IMMEDIATE transaction, so their checks could never fail.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in (
                 "PRAGMA journal_mode=WAL",
-                "PRAGMA foreign_keys=ON",
                 "PRAGMA busy_timeout=10000",
                 "PRAGMA synchronous=NORMAL",
             ):

@@ -17,14 +17,8 @@ from graphql import GraphQLError
 from db import event_log
 from resolvers.context import Context, Info, parse_id
 from resolvers.errors import bad_input, not_found
-from resolvers.live import (
-    LiveFeed,
-    LiveUpdate,
-    Overflow,
-    SharedResults,
-    load_updates,
-    shared_context,
-)
+from resolvers.live import LiveFeed, Overflow
+from resolvers.live_updates import LiveUpdate, SharedResults, load_updates, shared_context
 from resolvers.positions import InvalidCursor, Position, decode_cursor
 
 

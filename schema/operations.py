@@ -11,7 +11,7 @@ from common import domain
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.errors import bad_input
-from resolvers.live import LiveUpdate, send_directly
+from resolvers.live_updates import LiveUpdate, send_directly
 from schema.types import (
     Account,
     Bounce,

@@ -15,7 +15,7 @@ from common import domain
 from db.tasks import encode_cursor
 from resolvers import feed
 from resolvers.context import Info
-from resolvers.live import SharedResults
+from resolvers.live_updates import SharedResults
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
 for _enum in (

@@ -25,7 +25,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
 )
 
-from resolvers.live import SharedResults, direct_sender
+from resolvers.live_updates import SharedResults, direct_sender
 
 # As strawberry's own encode_json.
 _COMPACT = (",", ":")

@@ -236,3 +236,14 @@ async def test_given_a_backend_slow_to_subscribe_when_subscriptions_come_and_go_
                 assert subscriber._queue.empty()
     finally:
         await broadcast.disconnect()
+
+
+def test_given_a_prefix_too_long_for_postgresql_channel_names_when_the_broadcast_is_made_then_it_is_refused() -> (  # noqa: E501
+    None
+):
+    # A LISTEN channel is an identifier: at most 63 bytes, prefix included
+    create_broadcast(POSTGRES_URL, prefix="s0123abcd.")
+    with pytest.raises(ValueError, match="BROADCAST_PREFIX"):
+        create_broadcast(POSTGRES_URL, prefix="deployment-eu-west-1.")
+    # Redis has no such limit
+    create_broadcast(REDIS_URL, prefix="deployment-eu-west-1.")

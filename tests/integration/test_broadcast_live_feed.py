@@ -19,7 +19,8 @@ from db.accounts import Viewer
 from db.deliveries import add_event
 from db.engine import Database
 from resolvers.context import Context, Services
-from resolvers.live import Listener, LiveFeed, LiveUpdate
+from resolvers.live import Listener, LiveFeed
+from resolvers.live_updates import LiveUpdate
 from resolvers.positions import Position
 from resolvers.subscriptions import replay
 from tests.support.builders import (

@@ -183,3 +183,31 @@ async def test_a_batch_takes_the_same_number_of_statements_for_one_open_or_many(
         counts.append(len([s for s in statements if not s.strip().upper().startswith("BEGIN")]))
     # One statement on PostgreSQL; three on SQLite (no data-modifying CTEs there)
     assert counts[0] == counts[1] == (1 if db.dialect_name == "postgresql" else 3)
+
+
+async def test_given_hits_arriving_just_as_a_commit_ends_when_recorded_then_none_is_left_waiting(
+    db: Database,
+) -> None:
+    # Given a delivery and a recorder
+    scenario = await commented_task(db, ["ann@example.test"])
+    (delivery_id,) = scenario.notified.delivery_ids
+    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    async with recorder_for(db) as recorder, asyncio.timeout(30):
+        # When each hit comes as soon as the one before is recorded, so just as its
+        # commit ends (one such hit once found the finished committer still counted as
+        # running, and waited forever)
+        for n in range(20):
+            await recorder.record(pixel_id, at(n))
+        # and then some in pairs, one loop turn apart
+        for n in range(20, 40, 2):
+            await asyncio.gather(
+                recorder.record(pixel_id, at(n)), _later(recorder, pixel_id, n + 1)
+            )
+
+    # Then every one was recorded
+    assert (await delivery(db, delivery_id)).open_count == 40
+
+
+async def _later(recorder: OpenRecorder, pixel_id: str, n: int) -> None:
+    await asyncio.sleep(0)
+    await recorder.record(pixel_id, at(n))
