@@ -109,6 +109,11 @@ class ReadConfidence(enum.StrEnum):
     MACHINE = "MACHINE"  # a privacy prefetch or a security scanner: not a read
 
 
+def fast_open_reason(seconds: float) -> str:
+    """Why an open this soon after sending is MACHINE: "opened 0.4 s after sending"."""
+    return f"opened {seconds:.1f}".rstrip("0").rstrip(".") + " s after sending"
+
+
 class TrackingConsent(enum.StrEnum):
     UNKNOWN = "UNKNOWN"
     GRANTED = "GRANTED"

@@ -14,6 +14,11 @@ PIXEL_HITS = Counter(
     "Pixel requests by outcome (recorded, buffered, invalid).",
     ["outcome"],
 )
+PIXEL_OPENS = Counter(
+    "beacon_pixel_opens_total",
+    "Opens recorded on deliveries, by read confidence (HUMAN, PROXY, MACHINE).",
+    ["confidence"],
+)
 PIXEL_OPENS_DROPPED = Counter(
     "beacon_pixel_opens_dropped_total",
     "Opens lost because the database was unreachable and the buffer was full.",

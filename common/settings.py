@@ -49,6 +49,7 @@ class Settings:
     recipient_rate_limit: int
     recipient_rate_window_seconds: float
     pixel_buffer_size: int
+    open_rules_path: Path | None  # None: the rules shipped beside pixel/confidence.py
     history_days_paid: int
     history_days_premium: int
     purge_interval_seconds: float
@@ -133,6 +134,7 @@ class Settings:
             recipient_rate_limit=int(env.get("RECIPIENT_RATE_LIMIT", "50")),
             recipient_rate_window_seconds=float(env.get("RECIPIENT_RATE_WINDOW_SECONDS", "600")),
             pixel_buffer_size=int(env.get("PIXEL_BUFFER_SIZE", "10000")),
+            open_rules_path=Path(env["OPEN_RULES_PATH"]) if env.get("OPEN_RULES_PATH") else None,
             # How far back delivery data is shown, by plan (the source: a higher plan
             # gives access to a longer period). Data is kept up to the longest.
             history_days_paid=int(env.get("HISTORY_DAYS_PAID", "30")),

@@ -24,17 +24,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.domain import ReadConfidence
+from common.domain import ReadConfidence, fast_open_reason
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("open_rules.json")
 UNKNOWN_NETWORK = "unknown"
 
 # Longer user agents are cut before matching: no client needs more, and it bounds the work.
 _MAX_USER_AGENT = 1024
+# Addresses, and verdicts per (user agent, network label), remembered before the memory
+# starts afresh.
+_MAX_REMEMBERED = 4096
 # A label names a network coarsely; the shape rules out an address slipping in as a label.
 _LABEL = re.compile(r"[a-z][a-z0-9-]*\Z")
 _ROLES = frozenset({"scanner", "provider"})
@@ -69,27 +72,66 @@ class NetworkRule:
 
 
 @dataclass(frozen=True)
+class HitVerdict:
+    """What a hit says on its own, at the pixel; the time since sending, known only to the
+    database, may still make it MACHINE (`settle`)."""
+
+    verdict: OpenVerdict  # the verdict if the open came late enough (or whatever its time)
+    machine_within_seconds: float | None  # a faster open is MACHINE; None: final as it is
+    fast_network: str  # the network label of a too-fast open
+
+
+@dataclass(frozen=True)
 class OpenRules:
     """The parsed rules file: regexes compiled and networks parsed once, at load."""
 
-    machine_within_seconds: float
+    machine_within_seconds: float | None  # None: no time rule
     user_agent_rules: tuple[UserAgentRule, ...]
     networks: tuple[NetworkRule, ...]
+    # The pixel asks on every hit: networks are indexed by prefix, and verdicts are
+    # remembered per (user agent, network label), of which real traffic has few.
+    _by_prefix: dict[int, list[tuple[int, dict[int, NetworkRule]]]] = field(
+        init=False, repr=False, compare=False
+    )
+    _verdicts: dict[tuple[str, str | None], HitVerdict] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _addresses: dict[str, NetworkRule | None] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        by_prefix: dict[int, dict[int, dict[int, NetworkRule]]] = {}
+        for rule in self.networks:
+            for network in rule.networks:
+                same_length = by_prefix.setdefault(network.version, {})
+                starts = same_length.setdefault(network.prefixlen, {})
+                # Listed twice: the first listing wins, as in the file's order.
+                starts.setdefault(int(network.network_address), rule)
+        bits = {4: 32, 6: 128}
+        object.__setattr__(
+            self,
+            "_by_prefix",
+            {
+                # (mask, starts), most specific first
+                version: [
+                    (((1 << length) - 1) << (bits[version] - length), starts)
+                    for length, starts in sorted(lengths.items(), reverse=True)
+                ]
+                for version, lengths in by_prefix.items()
+            },
+        )
 
     def network_for(self, address: _IPAddress | None) -> NetworkRule | None:
         """The rule of the most specific listed network holding the address, if any."""
         if address is None:
             return None
-        best: tuple[int, NetworkRule] | None = None
-        for rule in self.networks:
-            for network in rule.networks:
-                if (
-                    network.version == address.version
-                    and address in network
-                    and (best is None or network.prefixlen > best[0])
-                ):
-                    best = (network.prefixlen, rule)
-        return None if best is None else best[1]
+        number = int(address)
+        for mask, starts in self._by_prefix.get(address.version, ()):
+            rule = starts.get(number & mask)
+            if rule is not None:
+                return rule
+        return None
 
 
 def load_rules(path: Path | None = None) -> OpenRules:
@@ -123,8 +165,44 @@ def classify_open(
 ) -> OpenVerdict:
     """Classify one pixel open. Never raises on odd input: a malformed address counts as
     no address, and an unknown or non-finite time as no time."""
+    hit = classify_hit(rules, user_agent=user_agent, client_ip=client_ip)
+    return settle(hit, seconds_since_sent)
+
+
+def settle(hit: HitVerdict, seconds_since_sent: float | None) -> OpenVerdict:
+    """The hit's verdict once the time since sending is known (None: unknown)."""
+    elapsed = _finite(seconds_since_sent)
+    if hit.machine_within_seconds is None or elapsed is None:
+        return hit.verdict
+    if elapsed <= hit.machine_within_seconds:
+        return OpenVerdict(ReadConfidence.MACHINE, hit.fast_network, fast_open_reason(elapsed))
+    return hit.verdict
+
+
+def classify_hit(rules: OpenRules, *, user_agent: str | None, client_ip: str | None) -> HitVerdict:
+    """Everything but the time rule: what the pixel itself can tell from the request."""
     agent = (user_agent or "").strip()[:_MAX_USER_AGENT]
-    network = rules.network_for(_parse_address(client_ip))
+    address = client_ip or ""
+    if address in rules._addresses:
+        network = rules._addresses[address]
+    else:
+        network = rules.network_for(_parse_address(client_ip))
+        _remember(rules._addresses, address, network)
+    key = (agent, None if network is None else network.label)
+    verdict = rules._verdicts.get(key)
+    if verdict is None:
+        verdict = _classify(rules, agent, network)
+        _remember(rules._verdicts, key, verdict)
+    return verdict
+
+
+def _remember(memory: dict[Any, Any], key: object, value: object) -> None:
+    if len(memory) >= _MAX_REMEMBERED:
+        memory.clear()  # bounded: a flood of odd agents or addresses only costs time
+    memory[key] = value
+
+
+def _classify(rules: OpenRules, agent: str, network: NetworkRule | None) -> HitVerdict:
     network_label = network.label if network is not None else UNKNOWN_NETWORK
     in_networks = frozenset() if network is None else frozenset({network.label})
 
@@ -139,36 +217,38 @@ def classify_open(
                 return rule
         return None
 
-    def verdict(confidence: ReadConfidence, rule: UserAgentRule | None, reason: str) -> OpenVerdict:
+    def final(confidence: ReadConfidence, rule: UserAgentRule | None, reason: str) -> HitVerdict:
         label = rule.network if rule is not None and rule.network else network_label
-        return OpenVerdict(confidence, label, reason)
+        return HitVerdict(OpenVerdict(confidence, label, reason), None, network_label)
+
+    def unless_fast(rule: UserAgentRule | None, reason: str) -> HitVerdict:
+        label = rule.network if rule is not None and rule.network else network_label
+        verdict = OpenVerdict(ReadConfidence.HUMAN, label, reason)
+        return HitVerdict(verdict, rules.machine_within_seconds, network_label)
 
     scanner_agent = matching(ReadConfidence.MACHINE, conditional=False)
     if scanner_agent is not None:
-        return verdict(ReadConfidence.MACHINE, scanner_agent, scanner_agent.reason)
+        return final(ReadConfidence.MACHINE, scanner_agent, scanner_agent.reason)
     if network is not None and network.role == "scanner":
-        return verdict(ReadConfidence.MACHINE, None, network.reason)
+        return final(ReadConfidence.MACHINE, None, network.reason)
     prefetch = matching(ReadConfidence.MACHINE, conditional=True)
     if prefetch is not None:
-        return verdict(ReadConfidence.MACHINE, prefetch, prefetch.reason)
+        return final(ReadConfidence.MACHINE, prefetch, prefetch.reason)
     proxy = matching(ReadConfidence.PROXY, conditional=False) or matching(
         ReadConfidence.PROXY, conditional=True
     )
     if proxy is not None:
-        return verdict(ReadConfidence.PROXY, proxy, proxy.reason)
+        return final(ReadConfidence.PROXY, proxy, proxy.reason)
 
-    elapsed = _finite(seconds_since_sent)
-    if elapsed is not None and elapsed <= rules.machine_within_seconds:
-        return verdict(ReadConfidence.MACHINE, None, f"opened {_seconds(elapsed)} s after sending")
-
+    # From here on, an open within the time window of sending is MACHINE (`settle`).
     human = matching(ReadConfidence.HUMAN, conditional=False) or matching(
         ReadConfidence.HUMAN, conditional=True
     )
     if human is not None:
-        return verdict(ReadConfidence.HUMAN, human, human.reason)
+        return unless_fast(human, human.reason)
     if not agent:
-        return verdict(ReadConfidence.HUMAN, None, "no user agent (counted as a read)")
-    return verdict(ReadConfidence.HUMAN, None, "unrecognised user agent (counted as a read)")
+        return unless_fast(None, "no user agent (counted as a read)")
+    return unless_fast(None, "unrecognised user agent (counted as a read)")
 
 
 # --- helpers ---
@@ -203,10 +283,6 @@ def _finite(value: float | None) -> float | None:
     return max(number, 0.0)
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
-
-
 class _RulesError(Exception):
     pass
 
@@ -223,21 +299,22 @@ def _parse(document: object) -> OpenRules:
 
     time_rule = _object(top["time_rule"], "time_rule", required={"machine_within_seconds", "note"})
     window = time_rule["machine_within_seconds"]
-    if (
+    if window is not None and (
         isinstance(window, bool)
         or not isinstance(window, int | float)
         or not math.isfinite(window)
         or window < 0
     ):
         raise _RulesError(
-            f"time_rule.machine_within_seconds: expected a number of seconds >= 0, got {window!r}"
+            "time_rule.machine_within_seconds: expected a number of seconds >= 0 or null,"
+            f" got {window!r}"
         )
     _text(time_rule["note"], "time_rule.note")
 
     networks = _networks(_list(top["networks"], "networks"))
     labels = {rule.label for rule in networks}
     agents = _user_agent_rules(_list(top["user_agent_rules"], "user_agent_rules"), labels)
-    return OpenRules(float(window), agents, networks)
+    return OpenRules(None if window is None else float(window), agents, networks)
 
 
 def _networks(entries: Sequence[object]) -> tuple[NetworkRule, ...]:

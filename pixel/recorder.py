@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import logging
 from collections.abc import Callable
 
@@ -25,7 +24,13 @@ from broadcaster import Broadcast
 
 from common.broadcast import publish_changes
 from common.events import DeliveryChanged
-from common.metrics import PIXEL_BATCH, PIXEL_BUFFERED, PIXEL_HITS, PIXEL_OPENS_DROPPED
+from common.metrics import (
+    PIXEL_BATCH,
+    PIXEL_BUFFERED,
+    PIXEL_HITS,
+    PIXEL_OPENS,
+    PIXEL_OPENS_DROPPED,
+)
 from db.engine import Database
 from db.opens import Open
 from pixel.writers import BatchWriter, writer_for
@@ -73,15 +78,15 @@ class OpenRecorder:
     def dropped(self) -> int:
         return self._dropped
 
-    async def record(self, pixel_id: str, at: dt.datetime) -> None:
+    async def record(self, open_: Open) -> None:
         """Record an open, once committed; or buffer it if the database is away.
         Never raises."""
         if self._buffer:
             # Keep the order: an outage is still being written out.
-            self._enqueue((pixel_id, at))
+            self._enqueue(open_)
             return
         done = asyncio.get_running_loop().create_future()
-        self._gathering.append(((pixel_id, at), done))
+        self._gathering.append((open_, done))
         # Another transaction only when many wait: a batch costs a round of statements
         # whatever its size, so under load fewer, fuller batches cost the least.
         if not self._committers or (
@@ -130,12 +135,14 @@ class OpenRecorder:
     async def _write_batch(self, opens: list[Open]) -> list[DeliveryChanged]:
         writer = self._idle_writers.pop() if self._idle_writers else self._new_writer()
         try:
-            changes = await writer.write(opens)
+            recorded = await writer.write(opens)
         except BaseException:
             await writer.aclose()
             raise
         self._idle_writers.append(writer)
-        return changes
+        for confidence, count in collections.Counter(recorded.confidences).items():
+            PIXEL_OPENS.labels(confidence).inc(count)
+        return recorded.changes
 
     async def _write(self, opens: list[Open]) -> None:
         changes = await self._write_batch(opens)

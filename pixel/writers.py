@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.events import DeliveryChanged
 from db.engine import Database
-from db.opens import Open, record_opens_asyncpg, record_opens_sqlite
+from db.opens import Open, Recorded, record_opens_asyncpg, record_opens_sqlite
 
 # How long a batch may take before its opens go to the outage buffer: a pixel is answered
 # within this, whatever the database does (a cut connection that never answers included).
@@ -32,7 +31,7 @@ WRITE_TIMEOUT_SECONDS = 5.0
 
 
 class BatchWriter(Protocol):
-    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]: ...
+    async def write(self, opens: Sequence[Open]) -> Recorded: ...
 
     async def aclose(self) -> None: ...
 
@@ -49,7 +48,7 @@ class AutocommitWriter:
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
 
-    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+    async def write(self, opens: Sequence[Open]) -> Recorded:
         try:
             if self._driver is None:
                 conn = await self.db.engine.connect()
@@ -78,21 +77,21 @@ class SqliteWriter:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pixel-sqlite")
         self._conn: sqlite3.Connection | None = None
 
-    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+    async def write(self, opens: Sequence[Open]) -> Recorded:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._write, list(opens))
 
-    def _write(self, opens: list[Open]) -> list[DeliveryChanged]:
+    def _write(self, opens: list[Open]) -> Recorded:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            changes = record_opens_sqlite(conn, opens)
+            recorded = record_opens_sqlite(conn, opens)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return changes
+        return recorded
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

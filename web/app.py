@@ -17,6 +17,7 @@ from db.engine import Database
 from mailcatcher.routes import mailbox_routes
 from mailcatcher.server import MailCatcher
 from mailcatcher.store import MailStore
+from pixel.confidence import load_rules
 from pixel.endpoint import pixel_route
 from pixel.recorder import OpenRecorder
 from resolvers.context import Services
@@ -58,7 +59,7 @@ def create_app(settings: Settings) -> Starlette:
         commits_in_flight=settings.pixel_commits_in_flight,
     )
 
-    pixel = pixel_route(recorder, settings.secret_key)
+    pixel = pixel_route(recorder, settings.secret_key, load_rules(settings.open_rules_path))
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),

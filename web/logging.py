@@ -27,6 +27,8 @@ from typing import IO, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
+PIXEL_PREFIX = "/p/"
+PIXEL_PATH = "/p/{token}.gif"
 # What a caller may send as a request id: short, and safe to repeat in a header or log.
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 FLUSH_SECONDS = 0.5
@@ -184,9 +186,15 @@ def _request_id(scope: Scope) -> str:
 
 def _log_request(scope: Scope, status: int, seconds: float) -> None:
     client = scope.get("client")
+    path = scope["path"]
+    if path.startswith(PIXEL_PREFIX):
+        # A pixel's token names a message, and its client is a recipient's address:
+        # together, who read what from where. Neither is logged (read confidence keeps
+        # only a coarse network label).
+        path, client = PIXEL_PATH, None
     fields = {
         "method": scope.get("method", "WS"),
-        "path": scope["path"],
+        "path": path,
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
         "client": client[0] if client else "",

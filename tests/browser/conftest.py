@@ -23,6 +23,7 @@ from tests.browser.support import (
     SinkBeacon,
     running_beacon,
 )
+from tests.support.reading import DESKTOP_CHROME
 from tests.support.services import require_service
 
 
@@ -41,6 +42,9 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
             locale="en-GB",
             timezone_id=TIME_ZONE,
             viewport={"width": 1280, "height": 860},
+            # The mailbox loads pixels: as a person's browser, not "HeadlessChrome",
+            # which the read-confidence rules take for a scanner.
+            user_agent=DESKTOP_CHROME,
         )
         for page in context.pages:
             problems.watch(page)

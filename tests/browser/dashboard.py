@@ -111,7 +111,8 @@ class Dashboard:
 
     @staticmethod
     def fact(row: Locator, field: str) -> Locator:
-        """A row's value: queuedAt, sentAt, failedAt, readAt, acceptedBy, attempts."""
+        """A row's value: queuedAt, sentAt, failedAt, readAt, readConfidence, acceptedBy,
+        attempts."""
         return row.locator(f'dd[data-field="{field}"]')
 
 

@@ -126,6 +126,8 @@ async def test_opening_the_email_on_the_mailbox_turns_the_icon_read(
     await expect(row.locator(".pill")).to_have_text("Read")
     read_at = dashboard.fact(row, "readAt").locator("time")
     await expect(read_at).to_have_count(1)
+    # Chromium showed the image as a person's browser would: a read by the recipient
+    await expect(dashboard.fact(row, "readConfidence")).to_have_text("the recipient's mail app")
 
     # The page shows the API's instant, in the viewer's zone (the browser runs in Tokyo).
     api = Api(embedded)

@@ -46,6 +46,7 @@ fragment DeliveryFields on Delivery {
   failedAt
   readAt
   openCount
+  readConfidence
   acceptedBy
   error { code message permanent }
   events { type at detail }

@@ -40,6 +40,7 @@ from tests.e2e.helpers import (
     run_cli,
 )
 from tests.support.graphql_client import GraphQLError
+from tests.support.reading import MAIL_CLIENT
 from tests.support.smtp_sink import ReceivedMessage
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,6 @@ pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 
 # A mail client's image fetch: what a person's open looks like to the pixel.
-MAIL_CLIENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"
 
 # --------------------------------------------------------------------------- GraphQL documents
 

@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     html_body,
     pixel_urls,
 )
+from tests.support.reading import READ_AS_PERSON
 
 pytestmark = pytest.mark.e2e
 
@@ -145,7 +146,7 @@ async def test_given_an_accepted_and_a_rejected_address_when_a_comment_is_added_
         assert received.rcpt_tos == ("ann@example.test",)
         (pixel_url,) = pixel_urls(html_body(received.message))
         assert pixel_url.startswith(f"{beacon.base_url}/p/")
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, headers=READ_AS_PERSON) as http:
             response = await http.get(pixel_url)
 
             # Then the pixel is a GIF nobody may cache

@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.helpers import ADD_CONTACT, CREATE_TASK, eventually, pixel_urls, run_cli
 from tests.support.graphql_client import GraphQLClient
+from tests.support.reading import READ_AS_PERSON
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +86,7 @@ async def test_given_the_embedded_default_when_it_starts_then_a_demo_token_signs
         assert status["task"]["deliveryStatus"]["state"] == "SENT"
 
         # When the pixel is loaded, as the iframe in a browser would
-        response = await http.get(pixel_url)
+        response = await http.get(pixel_url, headers=READ_AS_PERSON)
         assert response.status_code == 200
         assert response.headers["content-type"] == "image/gif"
 

@@ -42,6 +42,7 @@ from tests.faults.helpers import (
 from tests.support.builders import SECRET_KEY, add_people, create_task, message_of
 from tests.support.builders import delivery as delivery_row
 from tests.support.graphql_client import GraphQLClient
+from tests.support.reading import READ_AS_PERSON
 from tests.support.server import ServerProcess
 from tests.support.services import require_service
 from tests.support.smtp_sink import SmtpSink
@@ -303,7 +304,7 @@ async def hit(http: httpx.AsyncClient, path: str) -> tuple[dt.datetime, dt.datet
     """GET the pixel; checks the answer and that it came quickly. (time before, after)."""
     before = dt.datetime.now(dt.UTC)
     started = time.monotonic()
-    response = await http.get(path)
+    response = await http.get(path, headers=READ_AS_PERSON)
     elapsed = time.monotonic() - started
     after = dt.datetime.now(dt.UTC)
     assert response.status_code == 200

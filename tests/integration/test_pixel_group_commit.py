@@ -14,10 +14,9 @@ from sqlalchemy import event
 
 from common.broadcast import create_broadcast
 from common.domain import DeliveryState
-from common.events import DeliveryChanged
 from db.deliveries import transition
 from db.engine import Database
-from db.opens import Open, record_opens
+from db.opens import Open, Recorded, record_opens
 from pixel.recorder import OpenRecorder
 from pixel.writers import BatchWriter, writer_for
 from tests.support.builders import T0, commented_task, delivery, events_of, message_of
@@ -27,6 +26,11 @@ def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
+def hit(pixel_id: str, seconds: float) -> Open:
+    """A load of the pixel at T0 + seconds, by a person's mail client."""
+    return Open(pixel_id, at(seconds))
+
+
 class CountingWriter:
     """The recorder's writer, counting the batches (one transaction each) it writes."""
 
@@ -34,7 +38,7 @@ class CountingWriter:
         self.inner = inner
         self.batches = batches
 
-    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+    async def write(self, opens: Sequence[Open]) -> Recorded:
         self.batches.append(len(opens))
         return await self.inner.write(opens)
 
@@ -65,7 +69,7 @@ async def test_given_many_concurrent_hits_when_recorded_then_they_share_a_few_co
     batches: list[int] = []
     counting = recorder_for(db, writers=lambda: CountingWriter(writer_for(db), batches))
     async with counting as recorder:
-        await asyncio.gather(*(recorder.record(pixels[n % 4], at(n)) for n in range(40)))
+        await asyncio.gather(*(recorder.record(hit(pixels[n % 4], n)) for n in range(40)))
 
     # Then a handful of transactions took them all
     assert 1 <= len(batches) <= 4
@@ -87,7 +91,7 @@ async def test_given_a_hit_when_record_returns_then_the_open_is_already_committe
     pixel_id = (await message_of(db, delivery_id)).pixel_id
     async with recorder_for(db) as recorder:
         # When one hit is recorded
-        await recorder.record(pixel_id, at(1))
+        await recorder.record(hit(pixel_id, 1))
 
         # Then, as record() returns, another connection already sees it
         assert (await delivery(db, delivery_id)).open_count == 1
@@ -107,14 +111,17 @@ async def test_given_a_shared_message_with_a_failed_recipient_when_opened_in_a_b
 
     # When two opens and an unknown pixel are recorded together
     async with db.write() as conn:
-        await record_opens(conn, [(pixel_id, at(5)), ("0" * 32, at(6)), (pixel_id, at(7))])
+        await record_opens(conn, [hit(pixel_id, 5), hit("0" * 32, 6), hit(pixel_id, 7)])
 
     # Then the two others are READ with two opens, and the failed one untouched
     for delivery_id in (a, c):
         row = await delivery(db, delivery_id)
         assert (row.state, row.read_at, row.open_count) == ("READ", at(5), 2)
         details = [e.detail for e in await events_of(db, delivery_id) if e.type == "opened"]
-        assert details == ["opened by one of 2 recipients"] * 2
+        assert (
+            details
+            == ["HUMAN: counted as a read; network unknown; opened by one of 2 recipients"] * 2
+        )
     failed = await delivery(db, b)
     assert (failed.state, failed.open_count) == ("FAILED", 0)
 
@@ -127,7 +134,7 @@ class FlakyWriter:
     def __init__(self, inner: BatchWriter) -> None:
         self.inner = inner
 
-    async def write(self, opens: Sequence[Open]) -> list[DeliveryChanged]:
+    async def write(self, opens: Sequence[Open]) -> Recorded:
         if FlakyWriter.down:
             raise OSError("connection refused")
         return await self.inner.write(opens)
@@ -148,7 +155,7 @@ async def test_given_the_database_is_down_when_hits_arrive_then_they_are_buffere
         FlakyWriter.down = True
         try:
             # When three hits arrive
-            await asyncio.gather(*(recorder.record(pixel_id, at(n)) for n in range(3)))
+            await asyncio.gather(*(recorder.record(hit(pixel_id, n)) for n in range(3)))
 
             # Then they wait in the buffer
             assert recorder.buffered == 3
@@ -168,7 +175,7 @@ async def test_a_batch_takes_the_same_number_of_statements_for_one_open_or_many(
     scenario = await commented_task(db, [f"p{n}@example.test" for n in range(6)])
     pixels = [(await message_of(db, d)).pixel_id for d in scenario.notified.delivery_ids]
     counts = []
-    for opens in ([(pixels[0], at(1))], [(pixel, at(2)) for pixel in pixels[1:] * 3]):
+    for opens in ([hit(pixels[0], 1)], [hit(pixel, 2) for pixel in pixels[1:] * 3]):
         statements: list[str] = []
 
         def record(*args: Any, into: list[str] = statements) -> None:
@@ -197,11 +204,11 @@ async def test_given_hits_arriving_just_as_a_commit_ends_when_recorded_then_none
         # commit ends (one such hit once found the finished committer still counted as
         # running, and waited forever)
         for n in range(20):
-            await recorder.record(pixel_id, at(n))
+            await recorder.record(hit(pixel_id, n))
         # and then some in pairs, one loop turn apart
         for n in range(20, 40, 2):
             await asyncio.gather(
-                recorder.record(pixel_id, at(n)), _later(recorder, pixel_id, n + 1)
+                recorder.record(hit(pixel_id, n)), _later(recorder, pixel_id, n + 1)
             )
 
     # Then every one was recorded
@@ -210,4 +217,4 @@ async def test_given_hits_arriving_just_as_a_commit_ends_when_recorded_then_none
 
 async def _later(recorder: OpenRecorder, pixel_id: str, n: int) -> None:
     await asyncio.sleep(0)
-    await recorder.record(pixel_id, at(n))
+    await recorder.record(hit(pixel_id, n))

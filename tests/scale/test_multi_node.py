@@ -23,6 +23,7 @@ from tests.e2e.helpers import (
 )
 from tests.scale.cluster import Cluster, poll_until, running_cluster
 from tests.support.graphql_client import GraphQLClient
+from tests.support.reading import READ_AS_PERSON
 from tests.support.redis_service import require_redis
 
 pytestmark = [pytest.mark.scale, pytest.mark.postgres]
@@ -103,7 +104,7 @@ async def test_given_two_nodes_when_a_pixel_is_hit_on_node_b_then_a_subscriber_o
         # and the recipient opens it: the pixel in the email is served by node B
         (pixel_url,) = pixel_urls(html_body(email.message))
         assert pixel_url.startswith(cluster.nodes[1].base_url)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers=READ_AS_PERSON) as http:
             assert (await http.get(pixel_url)).status_code == 200
 
         # Then the subscriber on node A sees it READ

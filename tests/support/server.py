@@ -13,6 +13,8 @@ from types import TracebackType
 
 import httpx
 
+from tests.support.reading import untimed_rules
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,8 @@ class ServerProcess:
             "RETRY_MAX_SECONDS": "1",
             "SMTP_TIMEOUT_SECONDS": "5",
             "PYTHONUNBUFFERED": "1",
+            # Tests open pixels faster than people do (tests/support/reading.py).
+            "OPEN_RULES_PATH": str(untimed_rules(data_dir)),
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

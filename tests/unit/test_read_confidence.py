@@ -22,8 +22,10 @@ from pixel.confidence import (
     DEFAULT_RULES_PATH,
     OpenRules,
     OpenVerdict,
+    classify_hit,
     classify_open,
     load_rules,
+    settle,
 )
 
 HUMAN, PROXY, MACHINE = ReadConfidence.HUMAN, ReadConfidence.PROXY, ReadConfidence.MACHINE
@@ -309,6 +311,7 @@ def test_an_open_at_exactly_the_window_is_a_machine(rules: OpenRules) -> None:
 
 def test_an_open_just_past_the_window_is_a_person(rules: OpenRules) -> None:
     window = rules.machine_within_seconds
+    assert window is not None
 
     assert classify(rules, CHROME, READER_V4, window + 0.01).confidence is HUMAN
 
@@ -379,6 +382,35 @@ def test_a_zero_window_only_catches_instant_opens(tmp_path: Path) -> None:
 
     assert classify(rules, CHROME, READER_V4, 0).confidence is MACHINE
     assert classify(rules, CHROME, READER_V4, 0.1).confidence is HUMAN
+
+
+def test_a_null_window_turns_the_time_rule_off(tmp_path: Path) -> None:
+    document = _shipped()
+    document["time_rule"]["machine_within_seconds"] = None
+    rules = load_rules(_write(tmp_path, document))
+
+    assert classify(rules, CHROME, READER_V4, 0).confidence is HUMAN
+    assert classify(rules, CURL, READER_V4, HOUR).confidence is MACHINE
+
+
+def test_the_time_rule_waits_for_the_send_time_and_keeps_the_address_label(
+    rules: OpenRules,
+) -> None:
+    # The pixel judges what it can; the database applies the time since sending
+    hit = classify_hit(rules, user_agent=CHROME, client_ip=GOOGLE_V4)
+
+    assert hit.verdict.confidence is HUMAN
+    assert hit.machine_within_seconds == 2.0
+    assert settle(hit, 1.5) == OpenVerdict(MACHINE, "google", "opened 1.5 s after sending")
+    assert settle(hit, 2.5) == hit.verdict
+    assert settle(hit, None) == hit.verdict
+
+
+def test_a_final_verdict_ignores_the_time(rules: OpenRules) -> None:
+    hit = classify_hit(rules, user_agent=GMAIL_PROXY, client_ip=GOOGLE_V4)
+
+    assert hit.machine_within_seconds is None
+    assert settle(hit, 0).confidence is PROXY
 
 
 # --- addresses ---
@@ -736,3 +768,25 @@ def _write(tmp_path: Path, document: dict[str, Any]) -> Path:
     path = tmp_path / "open_rules.json"
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
+
+
+# --- remembering verdicts (the pixel asks on every hit) ---
+
+
+def test_a_remembered_verdict_is_the_same_as_a_fresh_one(rules: OpenRules) -> None:
+    for agent, address in [(GMAIL_PROXY, GOOGLE_V4), (CHROME, GOOGLE_V4), (CHROME, READER_V4)]:
+        first = classify_hit(rules, user_agent=agent, client_ip=address)
+        again = classify_hit(rules, user_agent=agent, client_ip=address)
+        fresh = classify_hit(load_rules(), user_agent=agent, client_ip=address)
+        assert first == again == fresh
+
+
+def test_the_memory_of_verdicts_and_addresses_stays_bounded(rules: OpenRules) -> None:
+    fresh = load_rules()
+    for n in range(5000):
+        classify_hit(fresh, user_agent=f"Agent/{n}", client_ip=f"10.0.{n // 256}.{n % 256}")
+
+    assert 0 < len(fresh._verdicts) <= 4096
+    assert 0 < len(fresh._addresses) <= 4096
+    verdict = classify_hit(fresh, user_agent=CURL, client_ip=GOOGLE_V4).verdict
+    assert verdict.confidence is MACHINE

@@ -55,7 +55,7 @@ export async function graphql(query, variables = {}, token = tokenStore.get()) {
 
 export const DELIVERY_FIELDS = `
 fragment DeliveryFields on Delivery {
-  id channel address state attempts queuedAt sentAt failedAt readAt acceptedBy
+  id channel address state attempts queuedAt sentAt failedAt readAt readConfidence acceptedBy
   recipient { id name }
   error { code message permanent }
   events { type at detail }

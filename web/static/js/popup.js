@@ -96,6 +96,10 @@ export class DetailsDialog {
     const facts = TIME_FIELDS.filter((field) => delivery[field]).map((field) =>
       fact(t(`details.${field}`), h("time", { datetime: delivery[field] }, formatDateTime(delivery[field])), field),
     );
+    if (delivery.readConfidence) {
+      // Who loaded the pixel: a person's mail client, an image proxy, or a machine.
+      facts.push(fact(t("details.readConfidence"), t(`confidence.${delivery.readConfidence}`), "readConfidence"));
+    }
     if (delivery.acceptedBy) facts.push(fact(t("details.acceptedBy"), delivery.acceptedBy, "acceptedBy"));
     facts.push(fact(t("details.attempts"), String(delivery.attempts), "attempts"));
 
