@@ -37,14 +37,14 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
         context = await playwright.chromium.launch_persistent_context(
             tmp_path / "chromium-profile",
             executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
+            # The mailbox loads pixels: as a person's browser, not "HeadlessChrome",
+            # which the read-confidence rules take for a scanner. A switch, not
+            # Playwright's user_agent: that one misses the sandboxed email iframe.
+            args=[*CHROMIUM_ARGS, f"--user-agent={DESKTOP_CHROME}"],
             headless=True,
             locale="en-GB",
             timezone_id=TIME_ZONE,
             viewport={"width": 1280, "height": 860},
-            # The mailbox loads pixels: as a person's browser, not "HeadlessChrome",
-            # which the read-confidence rules take for a scanner.
-            user_agent=DESKTOP_CHROME,
         )
         for page in context.pages:
             problems.watch(page)
