@@ -165,6 +165,9 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         # A live update goes to many subscribers as one serialised message; compressing
         # it again for each of them (permessage-deflate) would cost more than sending it.
         ws_per_message_deflate=False,
+        # websockets' Sans-I/O protocol: measured cheapest per message sent (47 us of
+        # CPU per delivered message against 66 with the legacy "websockets" one).
+        ws="websockets-sansio",
     )
     return 0
 

@@ -97,25 +97,28 @@ class DirectSender(Protocol):
 
 direct_sender: ContextVar[DirectSender | None] = ContextVar("direct_sender", default=None)
 
+# Looked up once: `labels()` costs more than the increment, once per message.
+_EXECUTED = LIVE_MESSAGES.labels("executed")
+_SHARED = LIVE_MESSAGES.labels("shared")
+
 
 async def send_directly(update: LiveUpdate) -> bool:
     """Send `update` straight to this task's subscriber when its selection is being or
     has been executed for it (for another subscriber): no execution of its own, no
     result object, no per-result extension hooks. False when it must take the ordinary
     way (then its execution is the one the others share)."""
-    data = await _shared_data(update)
-    if data is None:
-        LIVE_MESSAGES.labels("executed").inc()
-        return False
     sender = direct_sender.get()
+    data = await _shared_data(update, sender)
+    if data is None:
+        _EXECUTED.inc()
+        return False
     assert sender is not None
     await sender.send(data)
-    LIVE_MESSAGES.labels("shared").inc()
+    _SHARED.inc()
     return True
 
 
-async def _shared_data(update: LiveUpdate) -> Any:
-    sender = direct_sender.get()
+async def _shared_data(update: LiveUpdate, sender: DirectSender | None) -> Any:
     if sender is None or sender.selection_key is None:
         return None
     execution = update.shared.results.get(sender.selection_key)

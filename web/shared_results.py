@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from copy import copy
 from typing import Any, cast
 
 from graphql import ExecutionResult, OperationType
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -42,15 +44,30 @@ class SharedData(dict[str, Any]):
 
 
 class _OperationSender:
-    """Sends `next` messages of one graphql-transport-ws operation."""
+    """Sends `next` messages of one graphql-transport-ws operation: the shared, already
+    serialised data spliced into the message's text, which goes to the websocket as it
+    is. The same message strawberry's `Operation.send_next` would send, without its
+    layers (message dict, handler, adapter, encode_json) for every subscriber."""
 
-    def __init__(self, operation: Operation[Any, Any]) -> None:
+    def __init__(self, operation: Operation[Any, Any], websocket: WebSocket | None) -> None:
         self.operation = operation
         self.selection_key: Hashable | None = None
+        self._websocket = websocket
+        self._head = f'{{"id":{json.dumps(operation.id)},"type":"next","payload":'
 
     async def send(self, data: Any) -> None:
-        message = {"id": self.operation.id, "type": "next", "payload": {"data": data}}
-        await self.operation.send_operation_message(cast(Any, message))
+        if not isinstance(data, SharedData) or self._websocket is None:
+            message = {"id": self.operation.id, "type": "next", "payload": {"data": data}}
+            await self.operation.send_operation_message(cast(Any, message))
+            return
+        if self.operation.completed:
+            return  # as Operation.send_operation_message
+        if data.encoded is None:
+            data.encoded = json.dumps({"data": data}, separators=_COMPACT)
+        try:
+            await self._websocket.send_text(f"{self._head}{data.encoded}}}")
+        except WebSocketDisconnect as error:  # as strawberry's ASGIWebSocketAdapter
+            raise WebSocketDisconnected from error
 
 
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
@@ -59,7 +76,10 @@ class LiveTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         # The operation's own task: the subscription's resolver runs in it.
-        direct_sender.set(_OperationSender(operation))
+        websocket = getattr(self.websocket, "ws", None)
+        direct_sender.set(
+            _OperationSender(operation, websocket if isinstance(websocket, WebSocket) else None)
+        )
         await super().run_operation(operation)
 
 
@@ -81,11 +101,13 @@ class SharedResultExecutor(StrawberryGraphQLCoreExecutionContext):
         if execution is None:
             executor = copy(self)
             executor.context_value = shared.context
-            # A task of its own: the subscriber that started it may go away meanwhile.
             run = super(SharedResultExecutor, executor).execute_operation
-            execution = asyncio.ensure_future(_execute(run, serially))
-            execution.add_done_callback(_retrieve)
+            execution = _start(run, serially)
             shared.results[key] = execution
+        if execution.done():
+            # The usual case: every field of the selection resolved at once.
+            done: ExecutionResult = execution.result()
+            return done
         result: ExecutionResult = await asyncio.shield(execution)
         return result
 
@@ -97,10 +119,36 @@ class SharedResultExecutor(StrawberryGraphQLCoreExecutionContext):
         return text, name, variables
 
 
-async def _execute(run: Callable[[bool | None], Any], serially: bool | None) -> ExecutionResult:
-    result = run(serially)
-    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        result = await result
+def _start(run: Callable[[bool | None], Any], serially: bool | None) -> asyncio.Future[Any]:
+    """The shared execution: done at once when no resolver of the selection awaits
+    anything (then the update's other subscribers find it done, and none of them waits
+    for it), otherwise a task of its own (the subscriber that started it may go away
+    meanwhile)."""
+    try:
+        result = run(serially)
+    except Exception as error:
+        result = None
+        failed: BaseException | None = error
+    else:
+        failed = None
+    if failed is None and (asyncio.iscoroutine(result) or isinstance(result, asyncio.Future)):
+        execution = asyncio.ensure_future(_finish(result))
+        execution.add_done_callback(_retrieve)
+        return execution
+    done: asyncio.Future[ExecutionResult] = asyncio.get_running_loop().create_future()
+    if failed is not None:
+        done.set_exception(failed)
+        _retrieve(done)
+    else:
+        done.set_result(_shared_result(result))
+    return done
+
+
+async def _finish(pending: Awaitable[Any]) -> ExecutionResult:
+    return _shared_result(await pending)
+
+
+def _shared_result(result: Any) -> ExecutionResult:
     assert isinstance(result, ExecutionResult)
     data = SharedData(result.data) if result.data is not None else None
     return ExecutionResult(data=data, errors=result.errors)
