@@ -18,13 +18,13 @@ from tests.browser.support import (
     CHROMIUM_ARGS,
     TIME_ZONE,
     Beacon,
-    GatedSink,
     PageProblems,
     SinkBeacon,
     running_beacon,
 )
 from tests.support.reading import DESKTOP_CHROME
 from tests.support.services import require_service
+from tests.support.smtp_sink import SmtpSink
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ async def embedded(tmp_path: Path) -> AsyncIterator[Beacon]:
 @pytest.fixture
 async def with_sink(tmp_path: Path) -> AsyncIterator[SinkBeacon]:
     """The server sending through the test SMTP server (SMTP_URL)."""
-    async with GatedSink() as sink:
+    async with SmtpSink() as sink:
         env = {"SMTP_URL": sink.url, "SMTP_TIMEOUT_SECONDS": "30"}
         async with running_beacon(tmp_path / "server", env) as beacon:
             yield SinkBeacon(beacon.server, beacon.token, sink=sink)

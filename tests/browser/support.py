@@ -3,16 +3,13 @@ server with its demo account's token, and an SMTP sink that can hold mail in the
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from playwright.async_api import ConsoleMessage, Page
 
 from tests.support.server import ROOT, ServerProcess
@@ -82,7 +79,7 @@ class Beacon:
 class SinkBeacon(Beacon):
     """A server whose mail goes to `sink` (SMTP_URL): no /mailbox in this mode."""
 
-    sink: GatedSink
+    sink: SmtpSink
 
 
 def _demo_token(log: str) -> str:
@@ -103,55 +100,3 @@ async def running_beacon(
         finally:
             # Captured by pytest and shown only when the test fails.
             sys.stderr.write(f"----- server log ({server.base_url}) -----\n{server.log}\n")
-
-
-# --------------------------------------------------------------------------- the SMTP sink
-
-
-class _GatedHandler:
-    """The sink's handler, except that MAIL FROM waits while the gate is closed."""
-
-    def __init__(self, inner: Any, gate: asyncio.Event) -> None:
-        self.inner = inner
-        self.gate = gate
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        await self.gate.wait()
-        reply: str = await self.inner.handle_MAIL(server, session, envelope, address, options)
-        return reply
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        reply: str = await self.inner.handle_RCPT(server, session, envelope, address, options)
-        return reply
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        reply: str = await self.inner.handle_DATA(server, session, envelope)
-        return reply
-
-
-class GatedSink(SmtpSink):
-    """The test SMTP server (550 5.1.1 for a local part with "reject"), which can also
-    hold every transaction at MAIL FROM: inside `holding()` what it carries stays QUEUED,
-    so a test can see that state (keep it under the server's SMTP_TIMEOUT_SECONDS)."""
-
-    def __init__(self) -> None:
-        super().__init__(hostname="sink.test")
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.handler = _GatedHandler(self.handler, self.gate)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://{self.host}:{self.port}"
-
-    @asynccontextmanager
-    async def holding(self) -> AsyncIterator[None]:
-        self.gate.clear()
-        try:
-            yield
-        finally:
-            self.gate.set()

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
 from tests.support.graphql_client import TRANSPORT_WS, GraphQLClient, Subscription
 from tests.support.server import ROOT, ServerProcess
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
@@ -208,63 +206,9 @@ def caused_by_comment(update: dict[str, Any], comment: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------- the SMTP sink
 
 
-class _GatedHandler:
-    """The sink's handler, except that MAIL FROM waits while the gate is closed."""
-
-    def __init__(self, inner: Any, gate: asyncio.Event) -> None:
-        self.inner = inner
-        self.gate = gate
-
-    async def handle_MAIL(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
-    ) -> str:
-        await self.gate.wait()
-        reply: str = await self.inner.handle_MAIL(server, session, envelope, address, mail_options)
-        return reply
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        reply: str = await self.inner.handle_RCPT(server, session, envelope, address, rcpt_options)
-        return reply
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        reply: str = await self.inner.handle_DATA(server, session, envelope)
-        return reply
-
-
 class GatedSmtpSink(SmtpSink):
-    """The test SMTP server, which can also play a slow one: inside `holding()` every
-    transaction waits at MAIL FROM, so what it carries stays QUEUED until the block
-    ends (keep the block well under the server's SMTP_TIMEOUT_SECONDS of 5)."""
-
-    def __init__(self, hostname: str = "sink.test") -> None:
-        super().__init__(hostname=hostname)
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.handler = _GatedHandler(self.handler, self.gate)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://{self.host}:{self.port}"
-
-    @asynccontextmanager
-    async def holding(self) -> AsyncIterator[None]:
-        self.gate.clear()
-        try:
-            yield
-        finally:
-            self.gate.set()
+    """The test SMTP server (it can hold transactions: `holding()`; keep the block well
+    under the server's SMTP_TIMEOUT_SECONDS of 5), finding messages by their text."""
 
     async def wait_for_text(self, text: str) -> ReceivedMessage:
         """The first message whose plain text contains `text`, once it has arrived."""

@@ -5,6 +5,8 @@
 - otherwise: 250
 - a sender whose local part contains "reject": 550 5.7.1 at MAIL FROM
 - `data_reply`, when set, is the answer to DATA (and the message is not kept)
+- inside `holding()`, every transaction waits at MAIL FROM: what it carries stays QUEUED
+  until the block ends (keep the block under the server's SMTP timeout)
 
 Run alone for tests in another process: python -m tests.support.smtp_sink --port N
 """
@@ -16,6 +18,8 @@ import asyncio
 import signal
 import ssl
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -55,6 +59,7 @@ class _SinkHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        await self.sink.gate.wait()
         if "reject" in _local_part(address):
             return f"550 5.7.1 <{address}>: Sender address rejected: Access denied"
         envelope.mail_from = address
@@ -130,6 +135,22 @@ class SmtpSink(SmtpListener):
         self.rcpt_attempts: list[str] = []
         self.data_reply: str | None = None
         self.arrived = asyncio.Condition()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    @property
+    def url(self) -> str:
+        """As SMTP_URL takes it."""
+        return f"smtp://{self.host}:{self.port}"
+
+    @asynccontextmanager
+    async def holding(self) -> AsyncIterator[None]:
+        """Hold every transaction at MAIL FROM until the block ends."""
+        self.gate.clear()
+        try:
+            yield
+        finally:
+            self.gate.set()
 
     # A timeout argument (not asyncio.timeout) keeps call sites short and the error specific.
     def _authenticate(
