@@ -119,6 +119,26 @@ async def add_event(
         )
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    delivery_id: uuid.UUID
+    type: str
+    at: dt.datetime
+    detail: str | None = None
+
+
+async def add_events(conn: AsyncConnection, events: Sequence[NewEvent]) -> None:
+    """Write events of any types in one statement, in the order given."""
+    if events:
+        await conn.execute(
+            delivery_events.insert(),
+            [
+                {"delivery_id": e.delivery_id, "type": e.type, "at": e.at, "detail": e.detail}
+                for e in events
+            ],
+        )
+
+
 async def transition(
     conn: AsyncConnection,
     delivery_ids: Sequence[uuid.UUID],
@@ -154,16 +174,44 @@ class SendBatch:
 
 
 async def load_send_batch(conn: AsyncConnection, message_id: uuid.UUID) -> SendBatch | None:
-    message = (await conn.execute(messages.select().where(messages.c.id == message_id))).first()
-    if message is None:
-        return None
-    notification = (
-        await conn.execute(
-            notifications.select().where(notifications.c.id == message.notification_id)
+    return (await load_send_batches(conn, [message_id])).get(message_id)
+
+
+async def load_send_batches(
+    conn: AsyncConnection, message_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, SendBatch]:
+    """The batch of each message that still exists, in three queries whatever the count."""
+    if not message_ids:
+        return {}
+    found = (await conn.execute(messages.select().where(messages.c.id.in_(message_ids)))).all()
+    if not found:
+        return {}
+    notification_rows = {
+        row.id: row
+        for row in (
+            await conn.execute(
+                notifications.select().where(
+                    notifications.c.id.in_({message.notification_id for message in found})
+                )
+            )
+        ).all()
+    }
+    rows = await conn.execute(
+        _WITH_TARGET.where(deliveries.c.message_id.in_([message.id for message in found])).order_by(
+            *_ORDER
         )
-    ).one()
-    rows = await message_deliveries(conn, message_id)
-    return SendBatch(message=message, notification=notification, all_deliveries=rows)
+    )
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row.message_id].append(row)
+    return {
+        message.id: SendBatch(
+            message=message,
+            notification=notification_rows[message.notification_id],
+            all_deliveries=grouped[message.id],
+        )
+        for message in found
+    }
 
 
 async def count_queued(conn: AsyncConnection, message_id: uuid.UUID) -> int:
@@ -179,6 +227,24 @@ async def count_queued(conn: AsyncConnection, message_id: uuid.UUID) -> int:
             )
         ).scalar_one()
     )
+
+
+async def queued_counts(
+    conn: AsyncConnection, message_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many deliveries of each message are still QUEUED (0 for the others)."""
+    counts = dict.fromkeys(message_ids, 0)
+    if message_ids:
+        rows = await conn.execute(
+            sa.select(deliveries.c.message_id, sa.func.count())
+            .where(
+                deliveries.c.message_id.in_(message_ids),
+                deliveries.c.state == DeliveryState.QUEUED.value,
+            )
+            .group_by(deliveries.c.message_id)
+        )
+        counts.update((message_id, int(n)) for message_id, n in rows)
+    return counts
 
 
 async def record_open(

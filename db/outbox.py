@@ -64,6 +64,18 @@ async def finish(conn: AsyncConnection, job_id: int, owner: str) -> bool:
     return result.rowcount > 0
 
 
+async def finish_many(conn: AsyncConnection, job_ids: Sequence[int], owner: str) -> set[int]:
+    """`finish` for several jobs in one statement; returns the ids this owner still held."""
+    if not job_ids:
+        return set()
+    result = await conn.execute(
+        send_jobs.delete()
+        .where(send_jobs.c.id.in_(job_ids), send_jobs.c.lease_owner == owner)
+        .returning(send_jobs.c.id)
+    )
+    return {row.id for row in result.all()}
+
+
 async def reschedule(conn: AsyncConnection, job_id: int, owner: str, run_at: dt.datetime) -> bool:
     """Release a job this owner holds until `run_at`; False when the lease was lost."""
     result = await conn.execute(

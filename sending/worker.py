@@ -10,10 +10,10 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from broadcaster import Broadcast
 from sqlalchemy.engine import Row
@@ -21,28 +21,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
 from channels.email import EmailSender, SmtpServer
-from channels.registry import messenger_channels
 from common.broadcast import publish_changes
 from common.domain import Channel, DeliveryState
 from common.events import DeliveryChanged
 from common.metrics import SENDS
 from common.settings import Settings
 from db import outbox
-from db.accounts import get_account
+from db.accounts import accounts_by_ids
 from db.credentials import get_credentials
 from db.deliveries import (
+    NewEvent,
     SendBatch,
-    add_event,
+    add_events,
     change_of,
-    count_queued,
-    load_send_batch,
+    load_send_batches,
+    queued_counts,
     recent_sends,
     transition,
 )
 from db.engine import Database
 from db.purge import purge
+from db.suppressions import normal, suppress
 from db.suppressions import reasons as suppression_reasons
-from db.suppressions import suppress
 from db.tables import deliveries
 from db.tasks import NotificationContent, notification_content
 from sending.backoff import retry_delay
@@ -71,8 +71,72 @@ class _Attempt:
     results: dict[str, RecipientResult]
     # Addresses over their rate limit, and when they may receive mail again.
     held_back: dict[str, dt.datetime]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A claimed job, and what the round read for it: what to send, and to whom."""
+
+    job: outbox.ClaimedJob
+    # None: the message is gone, or has nothing queued; the job is only finished.
+    batch: SendBatch | None = None
+    account: Row[Any] | None = None
+    content: NotificationContent | None = None
+    credentials: ChannelCredentials | None = None
+    to_send: list[str] = field(default_factory=list)
+    # Suppressed addresses fail at once, with the first reason.
+    suppressed: dict[str, str] = field(default_factory=dict)
+    held_back: dict[str, dt.datetime] = field(default_factory=dict)
     # Sends counted against the rate limit until their outcome is recorded.
-    reserved: Counter[tuple[uuid.UUID, str]]
+    reserved: Counter[tuple[uuid.UUID, str]] = field(default_factory=Counter)
+
+
+@dataclass
+class _Reads:
+    """What a round's jobs need, read in one transaction."""
+
+    batches: dict[uuid.UUID, SendBatch]
+    accounts: dict[uuid.UUID, Row[Any]]
+    # By notification id.
+    contents: dict[uuid.UUID, NotificationContent]
+    # By (account, channel): the normal form of each suppressed address, and why.
+    suppressed: dict[tuple[uuid.UUID, str], dict[str, str]]
+    credentials: dict[uuid.UUID, ChannelCredentials]
+    # By account: recent email send times per address (the rate limit's window).
+    recent: dict[uuid.UUID, dict[str, list[dt.datetime]]]
+
+
+@dataclass
+class _Writes:
+    """A round's outcomes, written together in the transaction that finishes its jobs."""
+
+    # (delivery id, values) for each state change.
+    sent: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
+    failed: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    suppress: list[tuple[Row[Any], str]] = field(default_factory=list)
+
+    async def apply(self, conn: AsyncConnection, now: dt.datetime) -> None:
+        for state, changes in (
+            (DeliveryState.SENT, self.sent),
+            (DeliveryState.FAILED, self.failed),
+        ):
+            # One UPDATE per distinct set of values: usually one for all that were sent.
+            groups: dict[tuple[tuple[str, Any], ...], list[uuid.UUID]] = defaultdict(list)
+            for delivery_id, values in changes:
+                groups[tuple(values.items())].append(delivery_id)
+            for values_key, ids in groups.items():
+                await transition(conn, ids, state, dict(values_key))
+        for row, reason in self.suppress:
+            await suppress(
+                conn,
+                account_id=row.account_id,
+                channel=row.channel,
+                address=row.address,
+                reason=reason,
+                now=now,
+            )
+        await add_events(conn, self.events)
 
 
 class Worker:
@@ -92,7 +156,9 @@ class Worker:
         self.sender = sender or EmailSender(
             timeout=settings.smtp_timeout_seconds, pool_size=settings.smtp_pool_size
         )
-        self.channels = channels if channels is not None else messenger_channels(settings)
+        # Built on first use: their HTTP clients cost half a second of start-up, which an
+        # email-only worker need not pay.
+        self._channels = channels
         self.clock = clock
         self.name = worker_name()
         # At most this many sends at once per channel: providers throttle bursts.
@@ -110,6 +176,14 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_purge = 0.0
+
+    @property
+    def channels(self) -> Mapping[Channel, MessengerChannel]:
+        if self._channels is None:
+            from channels.registry import messenger_channels  # imports httpx: on first use
+
+            self._channels = messenger_channels(self.settings)
+        return self._channels
 
     def wake(self) -> None:
         """New jobs are waiting: skip the rest of the idle wait."""
@@ -133,7 +207,7 @@ class Worker:
                 await self._purge_if_due()
                 await self._idle()
         await self.sender.aclose()
-        for channel in self.channels.values():
+        for channel in (self._channels or {}).values():
             await channel.aclose()
         log.info("worker %s stopped", self.name)
 
@@ -158,6 +232,12 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim what is due and send it; returns how many jobs were handled."""
+        jobs, plans = await self._claim()
+        if plans:
+            await self._handle(plans)
+        return len(jobs)
+
+    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_Plan]]:
         now = self.clock()
         async with self.db.write() as conn:
             jobs = await outbox.claim(
@@ -167,69 +247,173 @@ class Worker:
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=self.settings.worker_batch_size,
             )
-        if jobs:
-            await asyncio.gather(*(self._handle(job) for job in jobs))
-        return len(jobs)
+        return jobs, (await self._plan_all(jobs) if jobs else [])
 
-    async def _handle(self, job: outbox.ClaimedJob) -> None:
-        attempt: _Attempt | None = None
+    async def _handle(self, plans: list[_Plan]) -> None:
+        """Send, and record every outcome in one transaction. Where that fails, each job
+        is recorded alone, so that one bad job cannot hold back the others; a job that
+        fails alone stays leased and is tried again when its lease runs out."""
         try:
-            attempt = await self._send(job)
-            changes = await self._record(job, attempt)
-        except Exception:
-            # Leave the job leased: when the lease runs out it is tried again.
-            log.exception("worker %s: job %s failed; it will be retried", self.name, job.job_id)
-            return
+            sent = await asyncio.gather(*(self._send(plan) for plan in plans))
+            attempts = [(plan.job, attempt) for plan, attempt in zip(plans, sent, strict=True)]
+            done = [(job, attempt) for job, attempt in attempts if attempt is not False]
+            try:
+                changes = await self._record(done)
+            except Exception:
+                log.exception("worker %s: recording a round failed; each job alone", self.name)
+                changes = []
+                for job, attempt in done:
+                    try:
+                        changes += await self._record([(job, attempt)])
+                    except Exception:
+                        log.exception(
+                            "worker %s: job %s failed; it will be retried", self.name, job.job_id
+                        )
         finally:
-            if attempt is not None:
-                self._in_flight -= attempt.reserved  # drops addresses that reach zero
-        await publish_changes(self.broadcast, changes)
+            for plan in plans:
+                self._in_flight -= plan.reserved  # drops addresses that reach zero
+        for job_changes in changes:
+            await publish_changes(self.broadcast, job_changes)
 
-    async def _send(self, job: outbox.ClaimedJob) -> _Attempt | None:
-        async with self.db.read() as conn:
-            batch = await load_send_batch(conn, job.message_id)
-            if batch is None or not batch.pending:
-                return None
-            account = await get_account(conn, batch.message.account_id)
-            content = await notification_content(
-                conn,
-                batch.notification.task_id,
-                batch.notification.comment_id,
-                batch.notification.message_text,
-            )
-            channel = Channel(batch.message.channel)
-            addresses = list(dict.fromkeys(row.address for row in batch.pending))
-            suppressed = await suppression_reasons(conn, account.id, channel.value, addresses)
-            addresses = [address for address in addresses if address not in suppressed]
-            credentials = ChannelCredentials(**await get_credentials(conn, account.id))
-            held_back = (
-                await self._rate_limited(conn, account.id, addresses)
-                if channel is Channel.EMAIL
-                else {}
-            )
-        # What is never sent: suppressed addresses fail at once, with the first reason.
-        results = {
-            address: RecipientResult(address, Outcome.PERMANENT, SUPPRESSED, reason)
-            for address, reason in suppressed.items()
-        }
-        to_send = [address for address in addresses if address not in held_back]
-        # The rate limit counted these as in flight (email only) until they are recorded.
-        reserved = Counter((account.id, address) for address in to_send if channel is Channel.EMAIL)
+    async def _plan_all(self, jobs: list[outbox.ClaimedJob]) -> list[_Plan]:
         try:
-            if channel is Channel.EMAIL:
-                sent = await self._deliver(account, batch, content, to_send)
+            reads = await self._read(jobs)
+            readable = [(job, reads) for job in jobs]
+        except Exception:
+            log.exception("worker %s: reading a round failed; each job alone", self.name)
+            readable = []
+            for job in jobs:
+                try:
+                    readable.append((job, await self._read([job])))
+                except Exception:
+                    log.exception(
+                        "worker %s: job %s failed; it will be retried", self.name, job.job_id
+                    )
+        # In claim order, with no await in between: each plan counts its sends against
+        # the rate limit before the next one looks.
+        plans: list[_Plan] = []
+        messages: set[uuid.UUID] = set()
+        for job, reads in readable:
+            if job.message_id in messages:
+                # A second job for a message in this round: sending it again would be a
+                # duplicate; the first job keeps what it does not send.
+                plans.append(_Plan(job))
+                continue
+            messages.add(job.message_id)
+            try:
+                plans.append(self._plan(job, reads))
+            except Exception:
+                log.exception("worker %s: job %s failed; it will be retried", self.name, job.job_id)
+        return plans
+
+    async def _read(self, jobs: list[outbox.ClaimedJob]) -> _Reads:
+        window = dt.timedelta(seconds=self.settings.recipient_rate_window_seconds)
+        async with self.db.read() as conn:
+            batches = await load_send_batches(
+                conn, list(dict.fromkeys(job.message_id for job in jobs))
+            )
+            live = [batch for batch in batches.values() if batch.pending]
+            accounts = await accounts_by_ids(
+                conn, list({batch.message.account_id for batch in live})
+            )
+            contents: dict[uuid.UUID, NotificationContent] = {}
+            addresses: dict[tuple[uuid.UUID, str], dict[str, None]] = defaultdict(dict)
+            for batch in live:
+                notification = batch.notification
+                if notification.id not in contents:
+                    contents[notification.id] = await notification_content(
+                        conn,
+                        notification.task_id,
+                        notification.comment_id,
+                        notification.message_text,
+                    )
+                pair = (batch.message.account_id, batch.message.channel)
+                addresses[pair].update(dict.fromkeys(row.address for row in batch.pending))
+            suppressed: dict[tuple[uuid.UUID, str], dict[str, str]] = {}
+            credentials: dict[uuid.UUID, ChannelCredentials] = {}
+            recent: dict[uuid.UUID, dict[str, list[dt.datetime]]] = {}
+            for (account_id, channel), wanted in addresses.items():
+                found = await suppression_reasons(conn, account_id, channel, list(wanted))
+                known = {normal(channel, address): reason for address, reason in found.items()}
+                suppressed[(account_id, channel)] = known
+                if channel != Channel.EMAIL.value:
+                    if account_id not in credentials:
+                        credentials[account_id] = ChannelCredentials(
+                            **await get_credentials(conn, account_id)
+                        )
+                    continue
+                recent[account_id] = await recent_sends(
+                    conn,
+                    account_id,
+                    Channel.EMAIL,
+                    [a for a in wanted if normal(channel, a) not in known],
+                    since=self.clock() - window,
+                    limit=self.settings.recipient_rate_limit,
+                )
+        return _Reads(batches, accounts, contents, suppressed, credentials, recent)
+
+    def _plan(self, job: outbox.ClaimedJob, reads: _Reads) -> _Plan:
+        batch = reads.batches.get(job.message_id)
+        if batch is None or not batch.pending:
+            return _Plan(job)
+        account = reads.accounts[batch.message.account_id]
+        channel = Channel(batch.message.channel)
+        known = reads.suppressed[(account.id, channel.value)]
+        suppressed: dict[str, str] = {}
+        addresses: list[str] = []
+        for address in dict.fromkeys(row.address for row in batch.pending):
+            reason = known.get(normal(channel.value, address))
+            if reason is None:
+                addresses.append(address)
             else:
-                sent = await self._deliver_messenger(channel, credentials, batch, content, to_send)
-        except BaseException:
-            self._in_flight -= reserved
-            raise
-        results.update((result.address, result) for result in sent)
-        return _Attempt(
+                suppressed[address] = reason
+        held_back: dict[str, dt.datetime] = {}
+        reserved: Counter[tuple[uuid.UUID, str]] = Counter()
+        if channel is Channel.EMAIL:
+            held_back = self._rate_limited(account.id, addresses, reads.recent[account.id])
+            # Counted as in flight until the outcome is recorded: a later job in this
+            # round, for the same address, must see this send.
+            reserved.update((account.id, a) for a in addresses if a not in held_back)
+            self._in_flight += reserved
+        return _Plan(
+            job=job,
             batch=batch,
-            pending=batch.pending,
-            results=results,
+            account=account,
+            content=reads.contents[batch.notification.id],
+            credentials=reads.credentials.get(account.id),
+            to_send=[address for address in addresses if address not in held_back],
+            suppressed=suppressed,
             held_back=held_back,
             reserved=reserved,
+        )
+
+    async def _send(self, plan: _Plan) -> _Attempt | Literal[False] | None:
+        """The attempt; None when there was nothing to send, False when it failed."""
+        batch, account, content = plan.batch, plan.account, plan.content
+        if batch is None or account is None or content is None:
+            return None
+        results = {
+            address: RecipientResult(address, Outcome.PERMANENT, SUPPRESSED, reason)
+            for address, reason in plan.suppressed.items()
+        }
+        channel = Channel(batch.message.channel)
+        try:
+            if channel is Channel.EMAIL:
+                sent = await self._deliver(account, batch, content, plan.to_send)
+            else:
+                assert plan.credentials is not None
+                sent = await self._deliver_messenger(
+                    channel, plan.credentials, batch, content, plan.to_send
+                )
+        except Exception:
+            # Leave the job leased: when the lease runs out it is tried again.
+            log.exception(
+                "worker %s: job %s failed; it will be retried", self.name, plan.job.job_id
+            )
+            return False
+        results.update((result.address, result) for result in sent)
+        return _Attempt(
+            batch=batch, pending=batch.pending, results=results, held_back=plan.held_back
         )
 
     async def _deliver(
@@ -273,20 +457,16 @@ class Worker:
             results.append(result)
         return results
 
-    async def _rate_limited(
-        self, conn: AsyncConnection, account_id: uuid.UUID, addresses: list[str]
+    def _rate_limited(
+        self,
+        account_id: uuid.UUID,
+        addresses: list[str],
+        recent: Mapping[str, list[dt.datetime]],
     ) -> dict[str, dt.datetime]:
-        """Addresses that already got their share of mail in the window, with the time
-        the oldest of those sends leaves it."""
+        """Addresses that already got their share of mail in the window (their recent
+        sends, as read, and those in flight), with the time the oldest of those sends
+        leaves it."""
         window = dt.timedelta(seconds=self.settings.recipient_rate_window_seconds)
-        recent = await recent_sends(
-            conn,
-            account_id,
-            Channel.EMAIL,
-            addresses,
-            since=self.clock() - window,
-            limit=self.settings.recipient_rate_limit,
-        )
         limit = self.settings.recipient_rate_limit
         held: dict[str, dt.datetime] = {}
         for address in addresses:
@@ -301,81 +481,98 @@ class Worker:
                     if oldest < len(sent_times)
                     else self.clock() + window
                 )
-            else:
-                # Counted at once, with no await since the read: a concurrent job for
-                # the same address must see this send.
-                self._in_flight[(account_id, address)] += 1
         return held
 
     async def _record(
-        self, job: outbox.ClaimedJob, attempt: _Attempt | None
-    ) -> list[DeliveryChanged]:
+        self, done: list[tuple[outbox.ClaimedJob, _Attempt | None]]
+    ) -> list[list[DeliveryChanged]]:
+        """Every outcome, and each job finished or rescheduled, in one transaction;
+        returns each job's changes, to publish once it has committed."""
         now = self.clock()
+        writes = _Writes()
+        retry_at: dict[int, dt.datetime | None] = {}
         async with self.db.write() as conn:
-            if attempt is None:
-                await outbox.finish(conn, job.job_id, self.name)
-                return []
-            retry_at = await self._apply_results(conn, attempt, now)
-            if await count_queued(conn, job.message_id) == 0:
-                held = await outbox.finish(conn, job.job_id, self.name)
-            else:
+            # Held back or suppressed, a delivery was not tried: no attempt to count.
+            attempts = await _count_attempt(
+                conn,
+                [
+                    row.id
+                    for _, attempt in done
+                    if attempt is not None
+                    for row in attempt.pending
+                    if row.address not in attempt.held_back
+                    and attempt.results[row.address].code != SUPPRESSED
+                ],
+            )
+            for job, attempt in done:
+                if attempt is not None:
+                    retry_at[job.job_id] = self._outcomes(writes, attempt, attempts, now)
+            await writes.apply(conn, now)
+            queued = await queued_counts(
+                conn, [job.message_id for job, attempt in done if attempt is not None]
+            )
+            finishing = [
+                job.job_id
+                for job, attempt in done
+                if attempt is None or queued[job.message_id] == 0
+            ]
+            held = await outbox.finish_many(conn, finishing, self.name)
+            for job, _ in done:
+                if job.job_id not in retry_at or job.job_id in finishing:
+                    continue
                 # Deliveries queued while we sent (a resend) are due now.
-                held = await outbox.reschedule(conn, job.job_id, self.name, retry_at or now)
-            if not held:
+                if await outbox.reschedule(
+                    conn, job.job_id, self.name, retry_at[job.job_id] or now
+                ):
+                    held.add(job.job_id)
+        for job, attempt in done:
+            if attempt is not None and job.job_id not in held:
                 log.warning("worker %s: lost the lease on job %s mid-send", self.name, job.job_id)
-        return [change_of(row) for row in attempt.pending]
+        return [
+            [] if attempt is None else [change_of(row) for row in attempt.pending]
+            for _, attempt in done
+        ]
 
-    async def _apply_results(
-        self, conn: AsyncConnection, attempt: _Attempt, now: dt.datetime
+    def _outcomes(
+        self,
+        writes: _Writes,
+        attempt: _Attempt,
+        attempts: Mapping[uuid.UUID, int],
+        now: dt.datetime,
     ) -> dt.datetime | None:
-        """Write each delivery's outcome; returns when the transient ones retry."""
-        # Held back or suppressed, a delivery was not tried: no attempt to count.
-        attempts = await _count_attempt(
-            conn,
-            [
-                row.id
-                for row in attempt.pending
-                if row.address not in attempt.held_back
-                and attempt.results[row.address].code != SUPPRESSED
-            ],
-        )
+        """Each delivery's outcome, added to `writes`; returns when the transient ones
+        retry."""
         retry_at: dt.datetime | None = None
         for row in attempt.pending:
             if row.address in attempt.held_back:
                 resume_at = attempt.held_back[row.address]
                 retry_at = resume_at if retry_at is None else min(retry_at, resume_at)
-                await add_event(
-                    conn,
-                    [row.id],
-                    "rate_limited",
-                    now,
-                    f"held back: {self.settings.recipient_rate_limit} emails to this address "
-                    f"in {self.settings.recipient_rate_window_seconds:g} s; "
-                    f"next at {resume_at.isoformat()}",
+                writes.events.append(
+                    NewEvent(
+                        row.id,
+                        "rate_limited",
+                        now,
+                        f"held back: {self.settings.recipient_rate_limit} emails to this "
+                        f"address in {self.settings.recipient_rate_window_seconds:g} s; "
+                        f"next at {resume_at.isoformat()}",
+                    )
                 )
                 continue
             result = attempt.results[row.address]
             if result.code == SUPPRESSED:
-                await _mark_failed(conn, row, result.code, result.message, True, now)
+                _mark_failed(writes, row, result.code, result.message, True, now)
                 continue
             if row.id not in attempts:
                 continue  # no longer queued: another worker or a report got there first
             if result.outcome is Outcome.ACCEPTED:
-                await _mark_sent(conn, row, result, now)
+                _mark_sent(writes, row, result, now)
             elif result.outcome is Outcome.PERMANENT:
-                await _mark_failed(conn, row, result.code, result.message, True, now)
+                _mark_failed(writes, row, result.code, result.message, True, now)
                 if _suppresses(row, result):
-                    await suppress(
-                        conn,
-                        account_id=row.account_id,
-                        channel=row.channel,
-                        address=row.address,
-                        reason=f"bot blocked: {result.message}",
-                        now=now,
-                    )
+                    writes.suppress.append((row, f"bot blocked: {result.message}"))
             elif attempts[row.id] >= self.settings.send_max_attempts:
                 message = f"gave up after {attempts[row.id]} attempts: {result.message}"
-                await _mark_failed(conn, row, result.code, message, False, now)
+                _mark_failed(writes, row, result.code, message, False, now)
             else:
                 delay = result.retry_after or retry_delay(
                     attempts[row.id],
@@ -384,12 +581,14 @@ class Worker:
                 )
                 next_at = now + dt.timedelta(seconds=delay)
                 retry_at = next_at if retry_at is None else min(retry_at, next_at)
-                await add_event(
-                    conn,
-                    [row.id],
-                    "retry_scheduled",
-                    now,
-                    f"attempt {attempts[row.id]}: {result.message}; next at {next_at.isoformat()}",
+                writes.events.append(
+                    NewEvent(
+                        row.id,
+                        "retry_scheduled",
+                        now,
+                        f"attempt {attempts[row.id]}: {result.message}; "
+                        f"next at {next_at.isoformat()}",
+                    )
                 )
         return retry_at
 
@@ -398,6 +597,8 @@ async def _count_attempt(
     conn: AsyncConnection, delivery_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
     """Count one more attempt on each delivery still queued; returns the new counts."""
+    if not delivery_ids:
+        return {}
     result = await conn.execute(
         deliveries.update()
         .where(
@@ -410,46 +611,44 @@ async def _count_attempt(
     return {row.id: row.attempts for row in result.all()}
 
 
-async def _mark_sent(
-    conn: AsyncConnection, row: Row[Any], result: RecipientResult, now: dt.datetime
-) -> None:
-    await transition(
-        conn,
-        [row.id],
-        DeliveryState.SENT,
-        {
-            "sent_at": now,
-            "accepted_by": result.accepted_by,
-            "provider_message_id": result.provider_message_id,
-        },
+def _mark_sent(writes: _Writes, row: Row[Any], result: RecipientResult, now: dt.datetime) -> None:
+    writes.sent.append(
+        (
+            row.id,
+            {
+                "sent_at": now,
+                "accepted_by": result.accepted_by,
+                "provider_message_id": result.provider_message_id,
+            },
+        )
     )
     detail = (
         result.message if not result.accepted_by else f"{result.message} (by {result.accepted_by})"
     )
-    await add_event(conn, [row.id], "sent", now, detail)
+    writes.events.append(NewEvent(row.id, "sent", now, detail))
 
 
-async def _mark_failed(
-    conn: AsyncConnection,
+def _mark_failed(
+    writes: _Writes,
     row: Row[Any],
     code: str,
     message: str,
     permanent: bool,
     now: dt.datetime,
 ) -> None:
-    await transition(
-        conn,
-        [row.id],
-        DeliveryState.FAILED,
-        {
-            "failed_at": now,
-            "error_code": code,
-            "error_message": message,
-            "error_permanent": permanent,
-        },
+    writes.failed.append(
+        (
+            row.id,
+            {
+                "failed_at": now,
+                "error_code": code,
+                "error_message": message,
+                "error_permanent": permanent,
+            },
+        )
     )
     event = "suppressed" if code == SUPPRESSED else "failed"
-    await add_event(conn, [row.id], event, now, message)
+    writes.events.append(NewEvent(row.id, event, now, message))
 
 
 def _suppresses(row: Row[Any], result: RecipientResult) -> bool:

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ from common.events import DeliveryChanged, account_channel
 from common.settings import Settings
 from common.tokens import BOUNCE, verify
 from db import accounts as db_accounts
+from db.deliveries import NewEvent, add_events, recent_sends
 from db.engine import Database
 from db.suppressions import suppress
+from db.tables import send_jobs
 from sending.worker import Worker
 from tests.support.builders import (
     PUBLIC_BASE_URL,
@@ -36,6 +38,7 @@ from tests.support.builders import (
     Scenario,
     add_comments,
     commented_task,
+    count_rows,
     deliveries_of,
     delivery,
     events_of,
@@ -529,3 +532,87 @@ async def test_a_suppressed_address_fails_at_once_without_an_attempt_or_a_send(
     assert row.error_message == "hard bounce: 550 5.1.1 User unknown"
     assert [e.type for e in await events_of(db, delivery_id)] == ["queued", "suppressed"]
     assert smtp_sink.rcpt_attempts == []
+
+
+async def test_a_job_whose_outcome_cannot_be_written_does_not_hold_back_the_others_in_its_round(
+    db: Database,
+    broadcast: Broadcast,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: two messages in one round, and the events of one of them cannot be written
+    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
+    scenario = await commented_task(db, ["ann@example.test", "poison@example.test"])
+    good, poisoned = scenario.notified.delivery_ids
+
+    async def failing_add_events(conn: Any, events: Sequence[NewEvent]) -> None:
+        if any(event.delivery_id == poisoned for event in events):
+            raise RuntimeError("poison")
+        await add_events(conn, events)
+
+    monkeypatch.setattr("sending.worker.add_events", failing_add_events)
+
+    # when
+    assert await rig.worker.run_once() == 2
+
+    # then: the other one is recorded; the poisoned one stays queued under its lease
+    rows = await deliveries_of(db, [good, poisoned])
+    assert [(row.state, row.attempts) for row in rows] == [("SENT", 1), ("QUEUED", 0)]
+    assert await job_of(db, (await message_of(db, good)).id) is None
+    job = await job_of(db, (await message_of(db, poisoned)).id)
+    assert job is not None
+    assert job.lease_owner == rig.worker.name
+
+
+async def test_a_job_that_cannot_be_read_does_not_hold_back_the_others_in_its_round(
+    db: Database,
+    broadcast: Broadcast,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: two messages in one round, and the reads for one of them fail
+    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
+    scenario = await commented_task(db, ["ann@example.test", "poison@example.test"])
+    good, poisoned = scenario.notified.delivery_ids
+
+    async def failing_recent_sends(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        if "poison@example.test" in args[2]:
+            raise RuntimeError("poison")
+        return await recent_sends(conn, *args, **kwargs)
+
+    monkeypatch.setattr("sending.worker.recent_sends", failing_recent_sends)
+
+    # when
+    assert await rig.worker.run_once() == 2
+
+    # then: the other one was sent; the poisoned one was not tried and stays leased
+    rows = await deliveries_of(db, [good, poisoned])
+    assert [(row.state, row.attempts) for row in rows] == [("SENT", 1), ("QUEUED", 0)]
+    (received,) = await smtp_sink.wait_for_messages(1)
+    assert received.rcpt_tos == ("ann@example.test",)
+    job = await job_of(db, (await message_of(db, poisoned)).id)
+    assert job is not None
+    assert job.lease_owner == rig.worker.name
+
+
+async def test_a_running_worker_sends_round_after_round_each_message_once(
+    db: Database, broadcast: Broadcast, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    # given: seven messages, two per round
+    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink), WORKER_BATCH_SIZE="2")
+    addresses = [f"p{i}@example.test" for i in range(7)]
+    scenario = await commented_task(db, addresses)
+
+    # when
+    running = asyncio.create_task(rig.worker.run())
+    received = await smtp_sink.wait_for_messages(7)
+    rig.worker.stop()
+    await asyncio.wait_for(running, timeout=10)
+
+    # then
+    assert sorted(r.rcpt_tos for r in received) == [(a,) for a in addresses]
+    rows = await deliveries_of(db, scenario.notified.delivery_ids)
+    assert {(row.state, row.attempts) for row in rows} == {("SENT", 1)}
+    assert await count_rows(db, send_jobs) == 0
