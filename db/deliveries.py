@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
-from db.tables import UtcDateTime, deliveries, delivery_events, messages, notifications
+from db.tables import deliveries, delivery_events, messages, notifications
 
 # A delivery with the task and comment its notification is about.
 _WITH_TARGET = sa.select(
@@ -245,47 +245,6 @@ async def queued_counts(
         )
         counts.update((message_id, int(n)) for message_id, n in rows)
     return counts
-
-
-async def record_open(
-    conn: AsyncConnection, pixel_id: str, now: dt.datetime
-) -> list[DeliveryChanged]:
-    """An open of the message with this pixel: every delivery on it counts the open, and
-    the first one makes it READ (also from QUEUED: the open proves it was sent)."""
-    message = (
-        await conn.execute(sa.select(messages.c.id).where(messages.c.pixel_id == pixel_id))
-    ).first()
-    if message is None:
-        return []
-    # A recipient whose delivery failed did not get this email: the open is not theirs.
-    rows = (
-        await conn.execute(
-            _WITH_TARGET.where(
-                deliveries.c.message_id == message.id,
-                deliveries.c.state != DeliveryState.FAILED.value,
-            )
-        )
-    ).all()
-    if not rows:
-        return []
-    ids = [row.id for row in rows]
-    await conn.execute(
-        deliveries.update()
-        .where(deliveries.c.id.in_(ids))
-        .values(open_count=deliveries.c.open_count + 1)
-    )
-    await transition(
-        conn,
-        ids,
-        DeliveryState.READ,
-        {
-            "read_at": now,
-            "sent_at": sa.func.coalesce(deliveries.c.sent_at, sa.literal(now, UtcDateTime())),
-        },
-    )
-    detail = f"opened by one of {len(ids)} recipients" if len(ids) > 1 else None
-    await add_event(conn, ids, "opened", now, detail)
-    return [change_of(row) for row in rows]
 
 
 async def recent_sends(

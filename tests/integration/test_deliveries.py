@@ -15,6 +15,7 @@ from common.events import DeliveryChanged
 from db import deliveries as db_deliveries
 from db.engine import Database
 from db.notify import enqueue_notification
+from db.opens import Open, record_opens
 from db.tables import deliveries, delivery_events, messages, notifications, send_jobs
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
@@ -50,8 +51,9 @@ async def move(
 
 
 async def open_pixel(db: Database, pixel_id: str, now: dt.datetime) -> list[DeliveryChanged]:
+    """A person's open (read confidence has tests of its own)."""
     async with db.write() as conn:
-        return await db_deliveries.record_open(conn, pixel_id, now)
+        return (await record_opens(conn, [Open(pixel_id, now)])).changes
 
 
 async def pixel_of(db: Database, delivery_id: uuid.UUID) -> str:
@@ -336,7 +338,7 @@ async def test_a_sent_delivery_may_still_fail_on_a_bounce(db: Database) -> None:
     assert (await delivery(db, delivery_id)).state == "FAILED"
 
 
-# record_open
+# record_opens, one at a time
 
 
 async def test_an_open_before_the_send_was_recorded_makes_it_read_and_sent(
@@ -355,7 +357,7 @@ async def test_an_open_before_the_send_was_recorded_makes_it_read_and_sent(
     assert [(e.type, e.at, e.detail) for e in await events_of(db, delivery_id)][-1] == (
         "opened",
         at(10),
-        None,
+        "HUMAN: counted as a read; network unknown",
     )
     assert changes == [
         DeliveryChanged(
@@ -431,7 +433,8 @@ async def test_an_open_of_a_shared_message_marks_every_delivery_read(db: Databas
     assert [(r.state, r.read_at, r.open_count) for r in rows] == [("READ", at(10), 1)] * 3
     assert [r.sent_at for r in rows] == [at(1), at(1), at(10)]
     for delivery_id in ids:
-        assert (await events_of(db, delivery_id))[-1].detail == "opened by one of 3 recipients"
+        detail = (await events_of(db, delivery_id))[-1].detail
+        assert detail == "HUMAN: counted as a read; network unknown; opened by one of 3 recipients"
     assert sorted(c.delivery_id for c in changes) == sorted(ids)
 
 
