@@ -64,9 +64,11 @@ WITH hits AS (
                               fast_network, ord)
 ), locked AS (
     -- Rows locked in id order: batches committing side by side never deadlock.
-    SELECT d.id, d.message_id, d.sent_at, a.count_machine_opens
-    FROM deliveries d JOIN accounts a ON a.id = d.account_id
-    WHERE d.message_id IN (SELECT m.id FROM messages m JOIN hits h ON h.pixel_id = m.pixel_id)
+    SELECT d.id, d.message_id, m.pixel_id, d.sent_at, a.count_machine_opens
+    FROM messages m
+    JOIN deliveries d ON d.message_id = m.id
+    JOIN accounts a ON a.id = d.account_id
+    WHERE m.pixel_id = ANY($1::text[])
       -- A recipient whose delivery failed did not get this email: the open is not theirs.
       AND d.state <> 'FAILED'
     ORDER BY d.id
@@ -75,9 +77,7 @@ WITH hits AS (
     SELECT l.id AS delivery_id, l.message_id, l.count_machine_opens, h.*,
            -- An open before the send was recorded came as fast as it gets.
            greatest(coalesce(extract(epoch FROM h.at - l.sent_at), 0), 0) AS age
-    FROM locked l
-    JOIN messages m ON m.id = l.message_id
-    JOIN hits h ON h.pixel_id = m.pixel_id
+    FROM locked l JOIN hits h ON h.pixel_id = l.pixel_id
 ), timed AS (
     SELECT *, (fast_within IS NOT NULL AND age <= fast_within) AS fast FROM aged
 ), judged AS (
@@ -94,7 +94,8 @@ WITH hits AS (
     SELECT delivery_id,
            count(*) FILTER (WHERE counts) AS opens,
            min(at) FILTER (WHERE counts) AS first_at,
-           max(CASE confidence WHEN 'HUMAN' THEN 3 WHEN 'PROXY' THEN 2 ELSE 1 END) AS best
+           max(CASE confidence WHEN 'HUMAN' THEN 3 WHEN 'PROXY' THEN 2 ELSE 1 END) AS best,
+           array_agg(confidence) AS confidences
     FROM judged GROUP BY delivery_id
 ), opened AS (
     UPDATE deliveries d SET
@@ -111,7 +112,7 @@ WITH hits AS (
                           WHEN 3 THEN 'HUMAN' WHEN 2 THEN 'PROXY' ELSE 'MACHINE' END
     FROM per_delivery p
     WHERE d.id = p.delivery_id
-    RETURNING d.id, d.account_id, d.notification_id
+    RETURNING d.id, d.account_id, d.notification_id, p.confidences
 ), shared AS (
     SELECT message_id, count(*) AS recipients FROM locked GROUP BY message_id
 ), events AS (
@@ -124,8 +125,7 @@ WITH hits AS (
     FROM judged j JOIN shared s ON s.message_id = j.message_id
     ORDER BY j.ord, j.delivery_id
 )
-SELECT o.id, o.account_id, n.task_id, n.comment_id,
-       (SELECT array_agg(j.confidence) FROM judged j WHERE j.delivery_id = o.id)
+SELECT o.id, o.account_id, n.task_id, n.comment_id, o.confidences
 FROM opened o JOIN notifications n ON n.id = o.notification_id
 """
 

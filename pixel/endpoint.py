@@ -1,14 +1,18 @@
 """GET /p/<token>.gif: always the same tiny GIF; a genuine token records an open, with
-what its user agent and address say about who loaded it (read confidence)."""
+what its user agent and address say about who loaded it (read confidence).
+
+The pixel is the hottest path by far, so it is a bare ASGI application: it reads the two
+headers it needs from the scope and sends prebuilt response messages, without Starlette's
+Request and Response objects. web/stack.py sends pixel hits straight to `answer`; the
+route (`pixel_route`) serves anything that reaches it through Starlette's routing."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from common.metrics import PIXEL_HITS
 from common.tokens import PIXEL, verify
@@ -26,24 +30,51 @@ _HEADERS = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+# What Starlette's Response(GIF, media_type="image/gif", headers=_HEADERS) sends.
+RESPONSE_HEADERS: list[tuple[bytes, bytes]] = [
+    *((name.lower().encode(), value.encode()) for name, value in _HEADERS.items()),
+    (b"content-length", str(len(GIF)).encode()),
+    (b"content-type", b"image/gif"),
+]
+_BODY = {"type": "http.response.body", "body": GIF}
+_USER_AGENT = b"user-agent"
+_INVALID = PIXEL_HITS.labels("invalid")
 
 
-def pixel_route(recorder: OpenRecorder, secret_key: bytes, rules: OpenRules) -> Route:
-    async def pixel(request: Request) -> Response:
-        pixel_id = verify(request.path_params["token"], secret_key, PIXEL)
+class PixelEndpoint:
+    """The pixel as an ASGI application (the token in the path parameters)."""
+
+    def __init__(self, recorder: OpenRecorder, secret_key: bytes, rules: OpenRules) -> None:
+        self.recorder = recorder
+        self.secret_key = secret_key
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.answer(scope, scope["path_params"]["token"], send, [])
+
+    async def answer(
+        self, scope: Scope, token: str, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Record the open a genuine token carries (a GET's, once committed), then send
+        the GIF with `headers` added to the pixel's own. Never raises but for `send`."""
+        pixel_id = verify(token, self.secret_key, PIXEL)
         if pixel_id is None:
-            PIXEL_HITS.labels("invalid").inc()
-        elif request.method == "GET":
+            _INVALID.inc()
+        elif scope["method"] == "GET":
             # A HEAD (link checkers, some proxies) shows no image to anyone: no open.
             # The address is the client's as uvicorn's proxy headers give it; only its
             # network's label is kept.
+            user_agent = None
+            for name, value in scope["headers"]:
+                if name == _USER_AGENT:
+                    user_agent = value.decode("latin-1")
+                    break
+            client = scope.get("client")
             hit = classify_hit(
-                rules,
-                user_agent=request.headers.get("user-agent"),
-                client_ip=request.client.host if request.client else None,
+                self.rules, user_agent=user_agent, client_ip=client[0] if client else None
             )
             verdict = hit.verdict
-            await recorder.record(
+            await self.recorder.record(
                 Open(
                     pixel_id,
                     dt.datetime.now(dt.UTC),
@@ -54,6 +85,20 @@ def pixel_route(recorder: OpenRecorder, secret_key: bytes, rules: OpenRules) -> 
                     hit.fast_network,
                 )
             )
-        return Response(GIF, media_type="image/gif", headers=_HEADERS)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": RESPONSE_HEADERS + headers if headers else RESPONSE_HEADERS,
+            }
+        )
+        await send(_BODY)
 
-    return Route("/p/{token}.gif", pixel, methods=["GET", "HEAD"], name="pixel")
+
+def pixel_route(recorder: OpenRecorder, secret_key: bytes, rules: OpenRules) -> Route:
+    return Route(
+        "/p/{token}.gif",
+        PixelEndpoint(recorder, secret_key, rules),
+        methods=["GET", "HEAD"],
+        name="pixel",
+    )

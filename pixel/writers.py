@@ -50,17 +50,27 @@ class AutocommitWriter:
 
     async def write(self, opens: Sequence[Open]) -> Recorded:
         try:
-            if self._driver is None:
-                conn = await self.db.engine.connect()
-                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                # asyncpg itself: SQLAlchemy has nothing to add to one statement.
-                self._driver = (await self._conn.get_raw_connection()).driver_connection
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                if self._driver is None:
+                    self._driver = await self._connect()
                 return await record_opens_asyncpg(self._driver, opens)
         except BaseException:
             # The connection may be gone (a restart, a network cut): take a fresh one.
             await self.aclose()
             raise
+
+    async def _connect(self) -> Any:
+        conn = await self.db.engine.connect()
+        self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # asyncpg itself: SQLAlchemy has nothing to add to one statement.
+        driver = (await self._conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        # One plan for every batch: left to choose, PostgreSQL may settle on planning
+        # each batch afresh (after a few small ones at start-up), which costs more than
+        # running a small batch. This connection never goes back to the pool (`aclose`
+        # invalidates it), so the setting stays with it.
+        await driver.execute("SET plan_cache_mode = force_generic_plan")
+        return driver
 
     async def aclose(self) -> None:
         conn, self._conn, self._driver = self._conn, None, None

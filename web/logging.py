@@ -30,7 +30,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 PIXEL_PREFIX = "/p/"
 PIXEL_PATH = "/p/{token}.gif"
 # What a caller may send as a request id: short, and safe to repeat in a header or log.
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 FLUSH_SECONDS = 0.5
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -147,7 +147,7 @@ class RequestLog:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        rid = _request_id(scope)
+        rid = request_id_of(scope)
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0
@@ -174,7 +174,8 @@ class RequestLog:
             request_id.reset(token)
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The caller's `X-Request-ID` if it is a safe one, else a new id."""
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             if _VALID_REQUEST_ID.match(value):
@@ -214,6 +215,47 @@ def _log_request(scope: Scope, status: int, seconds: float) -> None:
     record = logging.LogRecord(log.name, logging.INFO, __file__, 0, "request", None, None)
     record.__dict__.update(fields)
     log.handle(record)
+
+
+def log_pixel_request(method: str, status: int, seconds: float, rid: str) -> None:
+    """A pixel hit's request line (web/stack.py answers pixels before `RequestLog`): the
+    same line as any request's, with neither token nor client, made from constants."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    writer = _direct_writer()
+    if writer is None:
+        token = request_id.set(rid)
+        try:
+            _log_request({"method": method, "path": PIXEL_PATH, "client": None}, status, seconds)
+        finally:
+            request_id.reset(token)
+        return
+    # A request id is hex or passed `_VALID_REQUEST_ID`, whose `$` still lets one
+    # trailing newline through: only that would need escaping.
+    quoted = json.dumps(rid) if "\n" in rid else f'"{rid}"'
+    writer.write_line(
+        f'{_pixel_line_start(time.time())}{quoted}, "method": "{method}",'
+        f' "path": "{PIXEL_PATH}", "status": {status},'
+        f' "duration_ms": {seconds * 1000:.3f}, "client": ""}}'
+    )
+
+
+_pixel_start: tuple[int, str] = (-1, "")
+
+
+def _pixel_line_start(now: float) -> str:
+    """A pixel line up to its request id; made once a millisecond (a busy server answers
+    several pixels in one)."""
+    global _pixel_start
+    millisecond = int(now * 1000)
+    if _pixel_start[0] != millisecond:
+        second = _timestamp(millisecond // 1000)[:19]
+        _pixel_start = (
+            millisecond,
+            f'{{"ts": "{second}.{millisecond % 1000:03d}+00:00", "level": "info",'
+            f' "logger": "{log.name}", "msg": "request", "request_id": ',
+        )
+    return _pixel_start[1]
 
 
 def _direct_writer() -> BlockWriter | None:

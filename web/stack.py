@@ -1,29 +1,52 @@
-"""What wraps the application, outermost first: the request log (every request, once),
-then the pixel's short way, then Starlette's own middleware and routes.
+"""What wraps the application, outermost first: the pixel's short way, then the request
+log (every other request, once), then Starlette's own middleware and routes.
 
-The pixel is the hottest route by far: its hits skip Starlette's error middleware and
-the routing through every other route, and go straight to it (it never raises: a pixel
-is always answered)."""
+The pixel is the hottest route by far: its hits skip the request log's middleware,
+Starlette's error middleware and the routing through every other route, and go straight
+to the pixel's endpoint, which never raises (a pixel is always answered). They are still
+logged once each, with their request id, by `log_pixel_request`."""
 
 from __future__ import annotations
 
+import time
+
 from starlette.applications import Starlette
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from web.logging import RequestLog
+from pixel.endpoint import PixelEndpoint
+from web.logging import REQUEST_ID_HEADER, RequestLog, log_pixel_request, request_id_of
+
+_PREFIX = "/p/"
+_SUFFIX = ".gif"
 
 
 class PixelFirst:
-    def __init__(self, app: ASGIApp, pixel: Route) -> None:
+    def __init__(self, app: ASGIApp, pixel: PixelEndpoint) -> None:
         self.app = app
         self.pixel = pixel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/p/"):
-            match, child = self.pixel.matches(scope)
-            if match is Match.FULL:
-                await self.pixel.handle({**scope, **child}, receive, send)
+        path = scope["path"] if scope["type"] == "http" else ""
+        # What the route "/p/{token}.gif" matches, for the methods it allows; anything
+        # else (a 405, a 404) takes the ordinary way.
+        if (
+            path.startswith(_PREFIX)
+            and path.endswith(_SUFFIX)
+            and scope["method"] in ("GET", "HEAD")
+        ):
+            token = path[len(_PREFIX) : -len(_SUFFIX)]
+            if token and "/" not in token:
+                started = time.perf_counter()
+                rid = request_id_of(scope)
+                status = 500
+                try:
+                    await self.pixel.answer(
+                        scope, token, send, [(REQUEST_ID_HEADER, rid.encode("ascii"))]
+                    )
+                    status = 200
+                finally:
+                    log_pixel_request(scope["method"], status, time.perf_counter() - started, rid)
                 return
         await self.app(scope, receive, send)
 
@@ -34,7 +57,8 @@ class BeaconApp(Starlette):
     pixel: Route | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
-        app = super().build_middleware_stack()
-        if self.pixel is not None:
-            app = PixelFirst(app, self.pixel)
-        return RequestLog(app)
+        app: ASGIApp = RequestLog(super().build_middleware_stack())
+        endpoint = self.pixel.endpoint if self.pixel is not None else None
+        if isinstance(endpoint, PixelEndpoint):
+            app = PixelFirst(app, endpoint)
+        return app
