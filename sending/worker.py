@@ -1,5 +1,6 @@
 """The send worker: claims jobs from the outbox, hands each message to its channel, and
-records the outcome per delivery in the transaction that finishes the job."""
+records the outcome per delivery (sending/outcomes.py) in the transaction that finishes the
+job."""
 
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from typing import Any, Literal
 
 from broadcaster import Broadcast
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
 from channels.email import EmailSender, SmtpServer
 from common.broadcast import publish_changes
-from common.domain import Channel, DeliveryState
+from common.domain import Channel
 from common.events import DeliveryChanged
 from common.metrics import SENDS
 from common.settings import Settings
@@ -30,28 +30,21 @@ from db import outbox
 from db.accounts import accounts_by_ids
 from db.credentials import get_credentials
 from db.deliveries import (
-    NewEvent,
     SendBatch,
-    add_events,
     change_of,
     load_send_batches,
     queued_counts,
     recent_sends,
-    transition,
 )
 from db.engine import Database
 from db.purge import purge
-from db.suppressions import normal, suppress
+from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
-from db.tables import deliveries
 from db.tasks import NotificationContent, notification_content
-from sending.backoff import retry_delay
 from sending.compose import compose_email, compose_notice
+from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
 
 log = logging.getLogger(__name__)
-
-# The code of a delivery refused because its address is on the suppression list.
-SUPPRESSED = "SUPPRESSED"
 
 
 def utcnow() -> dt.datetime:
@@ -60,17 +53,6 @@ def utcnow() -> dt.datetime:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """One send try of one message, as the worker saw it."""
-
-    batch: SendBatch
-    pending: list[Row[Any]]
-    results: dict[str, RecipientResult]
-    # Addresses over their rate limit, and when they may receive mail again.
-    held_back: dict[str, dt.datetime]
 
 
 @dataclass(frozen=True)
@@ -104,39 +86,6 @@ class _Reads:
     credentials: dict[uuid.UUID, ChannelCredentials]
     # By account: recent email send times per address (the rate limit's window).
     recent: dict[uuid.UUID, dict[str, list[dt.datetime]]]
-
-
-@dataclass
-class _Writes:
-    """A round's outcomes, written together in the transaction that finishes its jobs."""
-
-    # (delivery id, values) for each state change.
-    sent: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
-    failed: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
-    suppress: list[tuple[Row[Any], str]] = field(default_factory=list)
-
-    async def apply(self, conn: AsyncConnection, now: dt.datetime) -> None:
-        for state, changes in (
-            (DeliveryState.SENT, self.sent),
-            (DeliveryState.FAILED, self.failed),
-        ):
-            # One UPDATE per distinct set of values: usually one for all that were sent.
-            groups: dict[tuple[tuple[str, Any], ...], list[uuid.UUID]] = defaultdict(list)
-            for delivery_id, values in changes:
-                groups[tuple(values.items())].append(delivery_id)
-            for values_key, ids in groups.items():
-                await transition(conn, ids, state, dict(values_key))
-        for row, reason in self.suppress:
-            await suppress(
-                conn,
-                account_id=row.account_id,
-                channel=row.channel,
-                address=row.address,
-                reason=reason,
-                now=now,
-            )
-        await add_events(conn, self.events)
 
 
 class Worker:
@@ -387,7 +336,7 @@ class Worker:
             reserved=reserved,
         )
 
-    async def _send(self, plan: _Plan) -> _Attempt | Literal[False] | None:
+    async def _send(self, plan: _Plan) -> Attempt | Literal[False] | None:
         """The attempt; None when there was nothing to send, False when it failed."""
         batch, account, content = plan.batch, plan.account, plan.content
         if batch is None or account is None or content is None:
@@ -412,7 +361,7 @@ class Worker:
             )
             return False
         results.update((result.address, result) for result in sent)
-        return _Attempt(
+        return Attempt(
             batch=batch, pending=batch.pending, results=results, held_back=plan.held_back
         )
 
@@ -484,16 +433,16 @@ class Worker:
         return held
 
     async def _record(
-        self, done: list[tuple[outbox.ClaimedJob, _Attempt | None]]
+        self, done: list[tuple[outbox.ClaimedJob, Attempt | None]]
     ) -> list[list[DeliveryChanged]]:
         """Every outcome, and each job finished or rescheduled, in one transaction;
         returns each job's changes, to publish once it has committed."""
         now = self.clock()
-        writes = _Writes()
+        writes = Writes()
         retry_at: dict[int, dt.datetime | None] = {}
         async with self.db.write() as conn:
             # Held back or suppressed, a delivery was not tried: no attempt to count.
-            attempts = await _count_attempt(
+            attempts = await count_attempts(
                 conn,
                 [
                     row.id
@@ -506,7 +455,9 @@ class Worker:
             )
             for job, attempt in done:
                 if attempt is not None:
-                    retry_at[job.job_id] = self._outcomes(writes, attempt, attempts, now)
+                    retry_at[job.job_id] = add_outcomes(
+                        writes, attempt, attempts, now, self.settings
+                    )
             await writes.apply(conn, now)
             queued = await queued_counts(
                 conn, [job.message_id for job, attempt in done if attempt is not None]
@@ -532,125 +483,3 @@ class Worker:
             [] if attempt is None else [change_of(row) for row in attempt.pending]
             for _, attempt in done
         ]
-
-    def _outcomes(
-        self,
-        writes: _Writes,
-        attempt: _Attempt,
-        attempts: Mapping[uuid.UUID, int],
-        now: dt.datetime,
-    ) -> dt.datetime | None:
-        """Each delivery's outcome, added to `writes`; returns when the transient ones
-        retry."""
-        retry_at: dt.datetime | None = None
-        for row in attempt.pending:
-            if row.address in attempt.held_back:
-                resume_at = attempt.held_back[row.address]
-                retry_at = resume_at if retry_at is None else min(retry_at, resume_at)
-                writes.events.append(
-                    NewEvent(
-                        row.id,
-                        "rate_limited",
-                        now,
-                        f"held back: {self.settings.recipient_rate_limit} emails to this "
-                        f"address in {self.settings.recipient_rate_window_seconds:g} s; "
-                        f"next at {resume_at.isoformat()}",
-                    )
-                )
-                continue
-            result = attempt.results[row.address]
-            if result.code == SUPPRESSED:
-                _mark_failed(writes, row, result.code, result.message, True, now)
-                continue
-            if row.id not in attempts:
-                continue  # no longer queued: another worker or a report got there first
-            if result.outcome is Outcome.ACCEPTED:
-                _mark_sent(writes, row, result, now)
-            elif result.outcome is Outcome.PERMANENT:
-                _mark_failed(writes, row, result.code, result.message, True, now)
-                if _suppresses(row, result):
-                    writes.suppress.append((row, f"bot blocked: {result.message}"))
-            elif attempts[row.id] >= self.settings.send_max_attempts:
-                message = f"gave up after {attempts[row.id]} attempts: {result.message}"
-                _mark_failed(writes, row, result.code, message, False, now)
-            else:
-                delay = result.retry_after or retry_delay(
-                    attempts[row.id],
-                    base=self.settings.retry_base_seconds,
-                    cap=self.settings.retry_max_seconds,
-                )
-                next_at = now + dt.timedelta(seconds=delay)
-                retry_at = next_at if retry_at is None else min(retry_at, next_at)
-                writes.events.append(
-                    NewEvent(
-                        row.id,
-                        "retry_scheduled",
-                        now,
-                        f"attempt {attempts[row.id]}: {result.message}; "
-                        f"next at {next_at.isoformat()}",
-                    )
-                )
-        return retry_at
-
-
-async def _count_attempt(
-    conn: AsyncConnection, delivery_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """Count one more attempt on each delivery still queued; returns the new counts."""
-    if not delivery_ids:
-        return {}
-    result = await conn.execute(
-        deliveries.update()
-        .where(
-            deliveries.c.id.in_(delivery_ids),
-            deliveries.c.state == DeliveryState.QUEUED.value,
-        )
-        .values(attempts=deliveries.c.attempts + 1)
-        .returning(deliveries.c.id, deliveries.c.attempts)
-    )
-    return {row.id: row.attempts for row in result.all()}
-
-
-def _mark_sent(writes: _Writes, row: Row[Any], result: RecipientResult, now: dt.datetime) -> None:
-    writes.sent.append(
-        (
-            row.id,
-            {
-                "sent_at": now,
-                "accepted_by": result.accepted_by,
-                "provider_message_id": result.provider_message_id,
-            },
-        )
-    )
-    detail = (
-        result.message if not result.accepted_by else f"{result.message} (by {result.accepted_by})"
-    )
-    writes.events.append(NewEvent(row.id, "sent", now, detail))
-
-
-def _mark_failed(
-    writes: _Writes,
-    row: Row[Any],
-    code: str,
-    message: str,
-    permanent: bool,
-    now: dt.datetime,
-) -> None:
-    writes.failed.append(
-        (
-            row.id,
-            {
-                "failed_at": now,
-                "error_code": code,
-                "error_message": message,
-                "error_permanent": permanent,
-            },
-        )
-    )
-    event = "suppressed" if code == SUPPRESSED else "failed"
-    writes.events.append(NewEvent(row.id, event, now, message))
-
-
-def _suppresses(row: Row[Any], result: RecipientResult) -> bool:
-    """A bot the person blocked stays blocked: sending again only earns more 403s."""
-    return row.channel == Channel.TELEGRAM.value and result.code == "403"

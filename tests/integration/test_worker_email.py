@@ -551,7 +551,7 @@ async def test_a_job_whose_outcome_cannot_be_written_does_not_hold_back_the_othe
             raise RuntimeError("poison")
         await add_events(conn, events)
 
-    monkeypatch.setattr("sending.worker.add_events", failing_add_events)
+    monkeypatch.setattr("sending.outcomes.add_events", failing_add_events)
 
     # when
     assert await rig.worker.run_once() == 2
