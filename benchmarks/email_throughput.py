@@ -30,13 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -46,25 +44,21 @@ import aiosmtplib
 import asyncpg
 import sqlalchemy as sa
 
+from benchmarks.support import fresh_postgres
 from channels.email import build_mime
 from common.settings import Settings
 from db.deliveries import load_send_batch
 from db.engine import Database
-from db.migrate import upgrade_sync
 from db.tables import messages, metadata
 from db.tasks import notification_content
 from sending.compose import compose_email
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
     SECRET_KEY,
-    add_comments,
-    add_people,
-    create_account,
-    create_task,
+    due_comments,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 POLL_SECONDS = 0.05
 
 
@@ -148,27 +142,6 @@ async def smtp_sink() -> AsyncIterator[Sink]:
 # --------------------------------------------------------------------------- the database
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new, migrated PostgreSQL database, dropped at the end."""
-    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(False)
-        await asyncio.to_thread(upgrade_sync, url)
-        yield url
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def empty(url: str) -> None:
     tables = ", ".join(f'"{table.name}"' for table in reversed(metadata.sorted_tables))
     conn = await asyncpg.connect(url)
@@ -189,28 +162,7 @@ async def seed(url: str, count: int, people: int) -> None:
 
 
 async def _seed(db: Database, count: int, people: int) -> None:
-    account = await create_account(db)
-    contacts = await add_people(
-        db, account.account_id, [f"person{i}@example.test" for i in range(people)]
-    )
-    # Due a moment ago.
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    task_id = await create_task(
-        db,
-        account.account_id,
-        subscriber_ids=[contact.id for contact in contacts],
-        created_by=account.owner_id,
-        now=now,
-    )
-    await add_comments(
-        db,
-        account.account_id,
-        task_id,
-        author_id=account.owner_id,
-        recipients=contacts,
-        count=count // people,
-        now=now,
-    )
+    await due_comments(db, people=people, comments=count // people)
 
 
 async def queued_and_failed(conn: asyncpg.Connection) -> tuple[int, int]:
@@ -368,7 +320,7 @@ def _tails(logs: list[Path], lines: int = 20) -> str:
 
 async def run(count: int, people: int) -> None:
     with tempfile.TemporaryDirectory(prefix="beacon-bench-") as data_dir:
-        async with fresh_database() as url:
+        async with fresh_postgres() as url:
             env = {
                 **os.environ,
                 "DATABASE_URL": url,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import re
 import shutil
@@ -28,10 +27,7 @@ from db.tables import deliveries, delivery_events, messages, send_jobs
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
     SECRET_KEY,
-    add_comments,
-    add_people,
-    create_account,
-    create_task,
+    due_comments,
 )
 from tests.support.server import ROOT
 from tests.support.smtp_sink import SmtpSink
@@ -85,28 +81,8 @@ class Seeded:
 async def seed_deliveries(db: Database, *, people: int, comments: int) -> Seeded:
     """`people` contacts following a task and `comments` comments on it, each notifying
     every contact: people x comments deliveries, due now."""
-    account = await create_account(db)
-    contacts = await add_people(
-        db, account.account_id, [f"person{i}@example.test" for i in range(people)]
-    )
-    # Due a moment ago (the builders' default time is in the future: never due).
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    task_id = await create_task(
-        db,
-        account.account_id,
-        subscriber_ids=[contact.id for contact in contacts],
-        created_by=account.owner_id,
-        now=now,
-    )
-    notified = await add_comments(
-        db,
-        account.account_id,
-        task_id,
-        author_id=account.owner_id,
-        recipients=contacts,
-        count=comments,
-        now=now,
-    )
+    due = await due_comments(db, people=people, comments=comments)
+    account, task_id, notified = due.account, due.task_id, due.notified
     delivery_ids = [delivery_id for n in notified for delivery_id in n.delivery_ids]
     async with db.read() as conn:
         rows = (

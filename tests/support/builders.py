@@ -262,6 +262,41 @@ async def add_comments(
 
 
 @dataclass(frozen=True)
+class DueComments:
+    account: AccountSetup
+    task_id: uuid.UUID
+    notified: list[Notified]
+
+
+async def due_comments(db: Database, *, people: int, comments: int) -> DueComments:
+    """`people` contacts following a task and `comments` comments on it, each notifying
+    every contact by email: people x comments deliveries, each its own message and job,
+    due now (the builders' default time is in the future: never due)."""
+    account = await create_account(db)
+    contacts = await add_people(
+        db, account.account_id, [f"person{i}@example.test" for i in range(people)]
+    )
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    task_id = await create_task(
+        db,
+        account.account_id,
+        subscriber_ids=[contact.id for contact in contacts],
+        created_by=account.owner_id,
+        now=now,
+    )
+    notified = await add_comments(
+        db,
+        account.account_id,
+        task_id,
+        author_id=account.owner_id,
+        recipients=contacts,
+        count=comments,
+        now=now,
+    )
+    return DueComments(account, task_id, notified)
+
+
+@dataclass(frozen=True)
 class Scenario:
     """An account with a task whose subscribers got one comment notification."""
 
