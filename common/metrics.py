@@ -27,6 +27,10 @@ PIXEL_BUFFERED = Gauge(
     "beacon_pixel_opens_buffered",
     "Opens waiting in memory for the database to come back.",
 )
+PIXEL_UNCOMMITTED = Gauge(
+    "beacon_pixel_opens_uncommitted",
+    "Opens answered and not yet committed (or buffered): the group commit's backlog.",
+)
 CALLBACKS = Counter(
     "beacon_provider_reports_total",
     "Provider status reports by channel and outcome (applied, duplicate, unknown, forged).",

@@ -55,8 +55,8 @@ class PixelEndpoint:
     async def answer(
         self, scope: Scope, token: str, send: Send, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        """Record the open a genuine token carries (a GET's, once committed), then send
-        the GIF with `headers` added to the pixel's own. Never raises but for `send`."""
+        """Take the open a genuine token carries (a GET's) for recording, then send the
+        GIF with `headers` added to the pixel's own. Never raises but for `send`."""
         pixel_id = verify(token, self.secret_key, PIXEL)
         if pixel_id is None:
             _INVALID.inc()

@@ -1,10 +1,15 @@
 """Recording opens durably, many per transaction, and keeping them through a database
 outage.
 
-Group commit: a hit joins the batch being gathered and waits for that batch's commit
-before the pixel is answered, so every answered open is on disk; one transaction (a
-fixed handful of statements, db/opens.py) takes a whole batch. While one batch commits
-the next one gathers, so under load batches grow instead of transactions queueing up.
+Group commit: a hit joins the batch being gathered, and one transaction (one statement on
+PostgreSQL, db/opens.py) takes a whole batch. While one batch commits the next one
+gathers, so under load batches grow instead of transactions queueing up.
+
+A hit is answered at once, before its batch commits, while few opens are uncommitted
+(`answer_ahead`); past that, a hit waits for its own commit, so the database sets the
+pace and memory stays bounded. Waiting for every commit would guarantee nobody anything:
+a pixel's client never learns whether its open was recorded and does not retry, so the
+opens in flight when a process dies are lost either way (ADR 0013).
 
 A pixel is always answered, so when the database cannot take a batch its opens go into a
 bounded in-memory buffer with their original times, and a background task writes the
@@ -30,6 +35,7 @@ from common.metrics import (
     PIXEL_HITS,
     PIXEL_OPENS,
     PIXEL_OPENS_DROPPED,
+    PIXEL_UNCOMMITTED,
 )
 from db.engine import Database
 from db.opens import Open
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000
 # How many waiting opens make it worth starting another transaction beside the running ones.
 CROWD = 8
+# How many opens may be answered before they are committed; past it, hits wait.
+ANSWER_AHEAD = 2000
 
 
 class OpenRecorder:
@@ -52,6 +60,7 @@ class OpenRecorder:
         capacity: int,
         retry_seconds: float = 1.0,
         commits_in_flight: int = 4,
+        answer_ahead: int = ANSWER_AHEAD,
         writers: Callable[[], BatchWriter] | None = None,
     ) -> None:
         self.db = db
@@ -61,7 +70,13 @@ class OpenRecorder:
         self._capacity = capacity
         self._dropped = 0
         self._flushing: asyncio.Task[None] | None = None
-        self._gathering: list[tuple[Open, asyncio.Future[None]]] = []
+        self._gathering: list[Open] = []
+        # The commit of the opens gathering now, for the hits that wait for it (made
+        # only when one does).
+        self._gathered: asyncio.Future[None] | None = None
+        # Opens taken and neither committed nor buffered yet.
+        self._uncommitted = 0
+        self._answer_ahead = answer_ahead
         # Transactions in flight at once: one on SQLite (one writer anyway); a few on
         # PostgreSQL, so that a batch gathers while others commit.
         self._max_committers = 1 if db.is_sqlite else commits_in_flight
@@ -78,24 +93,32 @@ class OpenRecorder:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def uncommitted(self) -> int:
+        return self._uncommitted
+
     async def record(self, open_: Open) -> None:
-        """Record an open, once committed; or buffer it if the database is away.
-        Never raises."""
+        """Take an open for the next commit, returning at once unless more than
+        `answer_ahead` opens are uncommitted, in which case it returns once this one is
+        committed (or buffered). If the database is away, buffer it. Never raises."""
         if self._buffer:
             # Keep the order: an outage is still being written out.
             self._enqueue(open_)
             return
-        done = asyncio.get_running_loop().create_future()
-        self._gathering.append((open_, done))
-        # Another transaction only when many wait: a batch costs a round of statements
-        # whatever its size, so under load fewer, fuller batches cost the least.
+        self._gathering.append(open_)
+        self._uncommitted += 1
+        # Another transaction only when many wait: a batch costs a round trip whatever
+        # its size, so under load fewer, fuller batches cost the least.
         if not self._committers or (
             len(self._committers) < self._max_committers and len(self._gathering) >= CROWD
         ):
             committer = asyncio.create_task(self._commit_batches(), name="pixel-commit")
             self._committers.add(committer)
-        # A client that hangs up cancels its wait, not its open: the batch keeps it.
-        await done
+        if self._uncommitted > self._answer_ahead:
+            if self._gathered is None:
+                self._gathered = asyncio.get_running_loop().create_future()
+            # A client that hangs up cancels its own wait only: the batch keeps its open.
+            await asyncio.shield(self._gathered)
 
     async def _commit_batches(self) -> None:
         try:
@@ -111,8 +134,14 @@ class OpenRecorder:
         # Let the hits that arrive together (one loop iteration) share the first batch.
         await asyncio.sleep(0)
         while self._gathering:
-            batch, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
-            opens = [open_ for open_, _ in batch]
+            opens, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
+            # Hits waiting for the gathered opens are released by the batch that takes
+            # the last of them.
+            committed = None
+            if not self._gathering:
+                committed, self._gathered = self._gathered, None
+            PIXEL_UNCOMMITTED.set(self._uncommitted)
+            changes: list[DeliveryChanged] = []
             try:
                 changes = await self._write_batch(opens)
             except Exception as error:
@@ -123,13 +152,14 @@ class OpenRecorder:
                 )
                 for open_ in opens:
                     self._enqueue(open_)
-                changes = []
             else:
                 PIXEL_HITS.labels("recorded").inc(len(opens))
                 PIXEL_BATCH.observe(len(opens))
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            finally:
+                self._uncommitted -= len(opens)
+                PIXEL_UNCOMMITTED.set(self._uncommitted)
+                if committed is not None and not committed.done():
+                    committed.set_result(None)
             await publish_changes(self.broadcast, changes)
 
     async def _write_batch(self, opens: list[Open]) -> list[DeliveryChanged]:
@@ -140,7 +170,7 @@ class OpenRecorder:
             await writer.aclose()
             raise
         self._idle_writers.append(writer)
-        for confidence, count in collections.Counter(recorded.confidences).items():
+        for confidence, count in recorded.confidences.items():
             PIXEL_OPENS.labels(confidence).inc(count)
         return recorded.changes
 
@@ -178,19 +208,26 @@ class OpenRecorder:
             PIXEL_BUFFERED.set(len(self._buffer))
         log.info("open buffer written out")
 
-    async def drain(self) -> None:
-        """Wait until every open seen so far is committed or buffered, and the buffer
-        is written (tests, shutdown)."""
+    async def settle(self) -> None:
+        """Wait until every open taken so far is committed or buffered."""
         while running := [task for task in self._committers if not task.done()]:
             await asyncio.gather(*running, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until every open taken so far is committed or buffered, and the buffer
+        is written (tests, shutdown)."""
+        await self.settle()
         if self._flushing is not None:
             await self._flushing
 
     async def aclose(self) -> None:
         if running := [task for task in self._committers if not task.done()]:
-            # Opens waiting for their commit must not be lost: let their batches commit.
+            # Opens answered and not yet committed must not be lost: let their batches
+            # commit.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*running), timeout=10)
+            if self._uncommitted:
+                log.error("shutting down with %d uncommitted opens", self._uncommitted)
         if self._flushing is not None and not self._flushing.done():
             self._flushing.cancel()
             if self._buffer:

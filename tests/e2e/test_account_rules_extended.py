@@ -326,7 +326,7 @@ async def post_bounce(beacon: Beacon, raw: bytes) -> dict[str, Any]:
 
 
 async def open_pixel(url: str) -> None:
-    """A mail client shows the email's images (the open is stored before the answer)."""
+    """A mail client shows the email's images (the open is stored a moment later)."""
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(url, headers={"User-Agent": MAIL_CLIENT})
     assert response.status_code == 200

@@ -90,11 +90,14 @@ async def test_given_the_embedded_default_when_it_starts_then_a_demo_token_signs
         assert response.status_code == 200
         assert response.headers["content-type"] == "image/gif"
 
-        # Then the delivery is READ (the open is stored before the GIF is answered)
-        status = await client.execute(TASK_STATUS, {"id": task_id})
-        (delivery,) = status["task"]["deliveryStatus"]["deliveries"]
-        assert delivery["state"] == "READ"
-        assert delivery["readAt"] is not None
+        # Then the delivery becomes READ (the open is stored a moment after the answer)
+        async def read() -> None:
+            status = await client.execute(TASK_STATUS, {"id": task_id})
+            (delivery,) = status["task"]["deliveryStatus"]["deliveries"]
+            assert delivery["state"] == "READ", delivery
+            assert delivery["readAt"] is not None
+
+        await eventually(read)
 
         # And the server is ready, and offers GraphiQL to a browser
         ready = await http.get("/readyz")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import sys
 import time
 import uuid
@@ -20,7 +21,7 @@ from common.domain import DeliveryState
 from common.tokens import PIXEL, sign
 from db.deliveries import transition
 from db.engine import Database
-from db.tables import send_jobs
+from db.tables import deliveries, send_jobs
 from sending.backoff import retry_delay
 from tests.faults.helpers import (
     HoldingSmtpSink,
@@ -355,11 +356,15 @@ async def test_given_the_database_unreachable_when_the_pixel_is_hit_then_it_answ
             # Then every hit got the GIF at once, and nothing reached the database yet
             assert await opens_in_db(db, delivery_id) == (SENT, 0)
             if hits > buffer_size:
-                # ... and what did not fit in the buffer is counted and logged
-                metrics = (await http.get("/metrics")).text
-                assert f"beacon_pixel_opens_dropped_total {float(hits - buffer_size)}" in (
-                    metrics.splitlines()
-                ), metrics
+                # ... and what did not fit in the buffer is counted and logged, once the
+                # commit they were taken for has failed
+                async def dropped() -> None:
+                    metrics = (await http.get("/metrics")).text
+                    assert f"beacon_pixel_opens_dropped_total {float(hits - buffer_size)}" in (
+                        metrics.splitlines()
+                    ), metrics
+
+                await eventually(dropped, timeout=10)
                 assert "dropped an open" in server.log
 
             # When the database is reachable again
@@ -392,6 +397,50 @@ async def test_given_the_database_unreachable_when_the_pixel_is_hit_then_it_answ
 
 
 # --------------------------------------------------------------------------- SIGTERM
+
+
+async def test_given_opens_answered_but_not_yet_committed_when_the_server_gets_sigterm_then_it_commits_them_before_it_exits(  # noqa: E501
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    # Given a SENT delivery with a pixel, and a server
+    seeded, pixel_path = await sent_delivery_with_pixel(db)
+    (delivery_id,) = seeded.delivery_ids
+    server = ServerProcess(
+        tmp_path / "server",
+        {"DATABASE_URL": database_url, "EMBEDDED_WORKER": "0", "SMTP_URL": "smtp://127.0.0.1:9"},
+    )
+    try:
+        await server.start()
+        # and a transaction of ours that holds the delivery (PostgreSQL: its row; SQLite:
+        # the write lock), so the server's commit has to wait
+        async with (
+            httpx.AsyncClient(base_url=server.base_url, timeout=10) as http,
+            db.write() as conn,
+        ):
+            await conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.id == delivery_id).with_for_update()
+            )
+            # When the pixel is hit five times, each answered at once
+            for _ in range(5):
+                await hit(http, pixel_path)
+            # and the server is told to stop while their commit still waits
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+
+            async def shutting_down() -> None:
+                assert "Waiting for application shutdown" in server.log
+
+            await eventually(shutting_down, timeout=10)
+        # (our transaction ends here, and the commit goes through)
+
+        # Then it exits cleanly (uvicorn ends by raising the signal it caught), once the
+        # five opens are committed
+        assert await asyncio.to_thread(server.process.wait, 20) == -signal.SIGTERM
+        assert "Application shutdown complete" in server.log
+        assert await opens_in_db(db, delivery_id) == (READ, 5)
+    finally:
+        await server.stop()
+        dump_server_log(server)
 
 
 # On both databases (no decorator): graceful shutdown does not depend on SKIP LOCKED.

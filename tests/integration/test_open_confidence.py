@@ -131,6 +131,26 @@ async def test_given_opens_inside_and_past_the_window_when_recorded_then_only_th
     ]
 
 
+async def test_given_fast_opens_a_fraction_of_a_second_apart_when_recorded_then_each_names_its_age_in_tenths(  # noqa: E501
+    db: Database,
+) -> None:
+    # Given a delivery sent at T0
+    scenario, pixel_id = await sent_delivery(db)
+    (delivery_id,) = scenario.notified.delivery_ids
+
+    # When the pixel is loaded 0.35 s, 1.25 s and 1.96 s after sending
+    await record(db, person(pixel_id, 0.35), person(pixel_id, 1.25), person(pixel_id, 1.96))
+
+    # Then each open gives its age to the tenth, halves rounded up, on either database
+    assert await opened_details(db, delivery_id) == [
+        f"MACHINE: opened {age} s after sending; network unknown; not counted as a read"
+        for age in ("0.4", "1.3", "2")
+    ]
+    # And each keeps its own time to the microsecond
+    opened = [e.at for e in await events_of(db, delivery_id) if e.type == "opened"]
+    assert opened == [at(0.35), at(1.25), at(1.96)]
+
+
 async def test_given_an_open_before_the_send_was_recorded_when_timed_then_it_is_a_machine(
     db: Database,
 ) -> None:
@@ -207,7 +227,7 @@ async def test_state_and_counts_are_unchanged_by_an_unknown_pixel(db: Database) 
     async with db.write() as conn:
         recorded = await record_opens(conn, [person("0" * 32, 60), scanner(pixel_id, 61)])
 
-    assert recorded.confidences == ["MACHINE"]
+    assert recorded.confidences == {"MACHINE": 1}
     assert [change.delivery_id for change in recorded.changes] == [delivery_id]
     async with db.read() as conn:
         events = (

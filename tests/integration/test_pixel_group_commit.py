@@ -1,6 +1,6 @@
-"""The pixel's group commit: concurrent opens share transactions, each open is durable
-before its pixel is answered, and the outcome is the same as recording them one by one.
-On SQLite and PostgreSQL."""
+"""The pixel's group commit: concurrent opens share transactions, a hit is answered
+before its commit while few opens are uncommitted and waits for it past that, and the
+outcome is the same as recording them one by one. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -82,19 +82,83 @@ async def test_given_many_concurrent_hits_when_recorded_then_they_share_a_few_co
         assert opened == [at(number + 4 * k) for k in range(10)]
 
 
-async def test_given_a_hit_when_record_returns_then_the_open_is_already_committed(
+class GatedWriter:
+    """The recorder's writer, holding each batch until `gate` is set; `entered` is set
+    once a batch is held."""
+
+    def __init__(self, inner: BatchWriter, gate: asyncio.Event, entered: asyncio.Event) -> None:
+        self.inner = inner
+        self.gate = gate
+        self.entered = entered
+
+    async def write(self, opens: Sequence[Open]) -> Recorded:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.inner.write(opens)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_given_a_commit_in_progress_when_a_hit_is_recorded_then_it_returns_at_once_and_is_committed_after(  # noqa: E501
     db: Database,
 ) -> None:
-    # Given a delivery and a recorder
+    # Given a delivery, and a recorder whose commits are held
     scenario = await commented_task(db, ["ann@example.test"])
     (delivery_id,) = scenario.notified.delivery_ids
     pixel_id = (await message_of(db, delivery_id)).pixel_id
-    async with recorder_for(db) as recorder:
-        # When one hit is recorded
+    gate, entered = asyncio.Event(), asyncio.Event()
+    gated = recorder_for(db, writers=lambda: GatedWriter(writer_for(db), gate, entered))
+    async with gated as recorder, asyncio.timeout(30):
+        # When a hit is recorded
         await recorder.record(hit(pixel_id, 1))
 
-        # Then, as record() returns, another connection already sees it
+        # Then it returned (the pixel is answered) before its open was committed
+        await entered.wait()
+        assert recorder.uncommitted == 1
+        assert (await delivery(db, delivery_id)).open_count == 0
+
+        # And once the commit goes through, the open is there
+        gate.set()
+        await recorder.settle()
+        assert recorder.uncommitted == 0
         assert (await delivery(db, delivery_id)).open_count == 1
+
+
+async def test_given_more_uncommitted_opens_than_answered_ahead_when_a_hit_comes_then_it_waits_for_its_commit(  # noqa: E501
+    db: Database,
+) -> None:
+    # Given a recorder that answers at most two opens ahead of their commit, and whose
+    # commits are held
+    scenario = await commented_task(db, ["ann@example.test"])
+    (delivery_id,) = scenario.notified.delivery_ids
+    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    gate, entered = asyncio.Event(), asyncio.Event()
+    gated = recorder_for(
+        db, answer_ahead=2, writers=lambda: GatedWriter(writer_for(db), gate, entered)
+    )
+    async with gated as recorder, asyncio.timeout(30):
+        await recorder.record(hit(pixel_id, 1))
+        await recorder.record(hit(pixel_id, 2))
+        await entered.wait()
+
+        # When two more hits come, and the client of the last one hangs up
+        third = asyncio.create_task(recorder.record(hit(pixel_id, 3)))
+        fourth = asyncio.create_task(recorder.record(hit(pixel_id, 4)))
+        finished, _ = await asyncio.wait({third, fourth}, timeout=0.2)
+        fourth.cancel()
+
+        # Then neither is answered while the commits are held
+        assert finished == set()
+        assert recorder.uncommitted == 4
+
+        # And once they go through, the third returns with its open committed, and the
+        # open of the hit given up on is recorded all the same
+        gate.set()
+        await third
+        assert (await delivery(db, delivery_id)).open_count >= 3
+        await recorder.settle()
+    assert (await delivery(db, delivery_id)).open_count == 4
 
 
 async def test_given_a_shared_message_with_a_failed_recipient_when_opened_in_a_batch_then_only_the_others_read_it(  # noqa: E501
@@ -156,6 +220,7 @@ async def test_given_the_database_is_down_when_hits_arrive_then_they_are_buffere
         try:
             # When three hits arrive
             await asyncio.gather(*(recorder.record(hit(pixel_id, n)) for n in range(3)))
+            await recorder.settle()
 
             # Then they wait in the buffer
             assert recorder.buffered == 3
@@ -188,18 +253,18 @@ async def test_a_batch_takes_the_same_number_of_statements_for_one_open_or_many(
         finally:
             event.remove(db.engine.sync_engine, "before_cursor_execute", record)
         counts.append(len([s for s in statements if not s.strip().upper().startswith("BEGIN")]))
-    # One statement on PostgreSQL; three on SQLite (no data-modifying CTEs there)
-    assert counts[0] == counts[1] == (1 if db.dialect_name == "postgresql" else 3)
+    # One statement on PostgreSQL; six on SQLite (no data-modifying CTEs there)
+    assert counts[0] == counts[1] == (1 if db.dialect_name == "postgresql" else 6)
 
 
 async def test_given_hits_arriving_just_as_a_commit_ends_when_recorded_then_none_is_left_waiting(
     db: Database,
 ) -> None:
-    # Given a delivery and a recorder
+    # Given a delivery and a recorder that answers each hit once its open is committed
     scenario = await commented_task(db, ["ann@example.test"])
     (delivery_id,) = scenario.notified.delivery_ids
     pixel_id = (await message_of(db, delivery_id)).pixel_id
-    async with recorder_for(db) as recorder, asyncio.timeout(30):
+    async with recorder_for(db, answer_ahead=0) as recorder, asyncio.timeout(30):
         # When each hit comes as soon as the one before is recorded, so just as its
         # commit ends (one such hit once found the finished committer still counted as
         # running, and waited forever)
