@@ -255,6 +255,20 @@ async def analyze(db: Database) -> None:
         await autocommit.exec_driver_sql("ANALYZE")
 
 
+async def settle(db: Database) -> None:
+    """After seeding: fresh statistics and, on PostgreSQL, a vacuum and a checkpoint, so
+    that the database's own catching up (autovacuum, a checkpoint of the seeding's
+    writes) does not fall into the first measured runs."""
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if db.is_sqlite:
+            # (SQLite checkpoints its WAL itself, every 1,000 pages.)
+            await autocommit.exec_driver_sql("ANALYZE")
+        else:
+            await autocommit.exec_driver_sql("VACUUM (ANALYZE)")
+            await autocommit.exec_driver_sql("CHECKPOINT")
+
+
 def pixel_paths(pixel_ids: Sequence[str]) -> list[str]:
     return [f"/p/{sign(pixel_id, SECRET_KEY.encode(), PIXEL)}.gif" for pixel_id in pixel_ids]
 

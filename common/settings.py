@@ -61,11 +61,13 @@ class Settings:
     # Scale-out and operations (issue 6)
     broadcast_prefix: str
     log_format: str
+    log_pixel_hits: bool
     graphql_max_depth: int
     graphql_max_tokens: int
     graphql_max_aliases: int
     ws_max_subscriptions: int
     pixel_commits_in_flight: int
+    pixel_commit_window_seconds: float
     live_poll_seconds: float
     live_gap_seconds: float
 
@@ -153,12 +155,17 @@ class Settings:
             # sharing one Redis do not hear each other.
             broadcast_prefix=env.get("BROADCAST_PREFIX", ""),
             log_format=env.get("LOG_FORMAT", "json").strip().lower(),
+            # A pixel hit's request line names neither message nor reader: off unless
+            # asked for (web/stack.py).
+            log_pixel_hits=_flag(env.get("LOG_PIXEL_HITS", "0")),
             graphql_max_depth=int(env.get("GRAPHQL_MAX_DEPTH", "12")),
             graphql_max_tokens=int(env.get("GRAPHQL_MAX_TOKENS", "2000")),
             graphql_max_aliases=int(env.get("GRAPHQL_MAX_ALIASES", "20")),
             ws_max_subscriptions=int(env.get("WS_MAX_SUBSCRIPTIONS", "20")),
             # Pixel group commits in flight at once (PostgreSQL; SQLite has one writer).
             pixel_commits_in_flight=int(env.get("PIXEL_COMMITS_IN_FLIGHT", "4")),
+            # How long a pixel group commit gathers opens before it takes a small batch.
+            pixel_commit_window_seconds=float(env.get("PIXEL_COMMIT_WINDOW_MS", "20")) / 1000,
             live_poll_seconds=float(env.get("LIVE_POLL_SECONDS", "1")),
             live_gap_seconds=float(env.get("LIVE_GAP_SECONDS", "30")),
         )

@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
         broadcast,
         capacity=settings.pixel_buffer_size,
         commits_in_flight=settings.pixel_commits_in_flight,
+        commit_window=settings.pixel_commit_window_seconds,
     )
 
     pixel = pixel_route(recorder, settings.secret_key, load_rules(settings.open_rules_path))
@@ -105,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = BeaconApp(routes=routes, lifespan=lifespan)
     app.pixel = pixel
+    app.log_pixel_hits = settings.log_pixel_hits
     app.state.services = services
     # The subscriptions' shared reader of the event log (resolvers/subscriptions.py).
     app.state.live_feed = live

@@ -3,8 +3,10 @@ log (every other request, once), then Starlette's own middleware and routes.
 
 The pixel is the hottest route by far: its hits skip the request log's middleware,
 Starlette's error middleware and the routing through every other route, and go straight
-to the pixel's endpoint, which never raises (a pixel is always answered). They are still
-logged once each, with their request id, by `log_pixel_request`."""
+to the pixel's endpoint, which never raises (a pixel is always answered). Each answer
+carries a request id; the hit is logged (`log_pixel_request`) only with LOG_PIXEL_HITS:
+the line could name neither the message nor the reader, so at thousands of hits a second
+it would be volume without information (the metrics count hits by outcome)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ _SUFFIX = ".gif"
 
 
 class PixelFirst:
-    def __init__(self, app: ASGIApp, pixel: PixelEndpoint) -> None:
+    def __init__(self, app: ASGIApp, pixel: PixelEndpoint, *, log_hits: bool = False) -> None:
         self.app = app
         self.pixel = pixel
+        self.log_hits = log_hits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -37,13 +40,15 @@ class PixelFirst:
         ):
             token = path[len(_PREFIX) : -len(_SUFFIX)]
             if token and "/" not in token:
-                started = time.perf_counter()
                 rid = request_id_of(scope)
+                headers = [(REQUEST_ID_HEADER, rid.encode("ascii"))]
+                if not self.log_hits:
+                    await self.pixel.answer(scope, token, send, headers)
+                    return
+                started = time.perf_counter()
                 status = 500
                 try:
-                    await self.pixel.answer(
-                        scope, token, send, [(REQUEST_ID_HEADER, rid.encode("ascii"))]
-                    )
+                    await self.pixel.answer(scope, token, send, headers)
                     status = 200
                 finally:
                     log_pixel_request(scope["method"], status, time.perf_counter() - started, rid)
@@ -55,10 +60,11 @@ class BeaconApp(Starlette):
     """Starlette, with the request log and the pixel's short way around its stack."""
 
     pixel: Route | None = None
+    log_pixel_hits = False
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = RequestLog(super().build_middleware_stack())
         endpoint = self.pixel.endpoint if self.pixel is not None else None
         if isinstance(endpoint, PixelEndpoint):
-            app = PixelFirst(app, endpoint)
+            app = PixelFirst(app, endpoint, log_hits=self.log_pixel_hits)
         return app

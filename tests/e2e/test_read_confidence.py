@@ -51,12 +51,13 @@ mutation UpdateAccount($input: UpdateAccountInput!) {
 
 @pytest.fixture
 def server_env(tmp_path: Path) -> dict[str, str]:
-    """The shipped rules, with the operator's own time window."""
+    """The shipped rules, with the operator's own time window; pixel hits logged, to show
+    that their lines name neither the pixel nor the reader."""
     path = untimed_rules(tmp_path / "rules")
     document = json.loads(path.read_text(encoding="utf-8"))
     document["time_rule"]["machine_within_seconds"] = WINDOW_SECONDS
     path.write_text(json.dumps(document), encoding="utf-8")
-    return {"OPEN_RULES_PATH": str(path)}
+    return {"OPEN_RULES_PATH": str(path), "LOG_PIXEL_HITS": "1"}
 
 
 async def load_pixel(url: str, user_agent: str, forwarded_for: str | None = None) -> None:

@@ -44,15 +44,27 @@ def recorder() -> FakeRecorder:
     return FakeRecorder()
 
 
-@pytest.fixture
-def http(recorder: FakeRecorder) -> httpx.AsyncClient:
+def client_of(recorder: FakeRecorder, *, log_pixel_hits: bool) -> httpx.AsyncClient:
     pixel = pixel_route(cast(OpenRecorder, recorder), KEY, load_rules())
     app = BeaconApp(routes=[pixel, Route("/healthz", lambda _: PlainTextResponse("ok"))])
     app.pixel = pixel
+    app.log_pixel_hits = log_pixel_hits
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 4321)),
         base_url="http://testserver",
     )
+
+
+@pytest.fixture
+def http(recorder: FakeRecorder) -> httpx.AsyncClient:
+    """The stack as configured by default: pixel hits are not logged."""
+    return client_of(recorder, log_pixel_hits=False)
+
+
+@pytest.fixture
+def logging_http(recorder: FakeRecorder) -> httpx.AsyncClient:
+    """The stack with LOG_PIXEL_HITS on."""
+    return client_of(recorder, log_pixel_hits=True)
 
 
 @contextlib.contextmanager
@@ -121,10 +133,28 @@ async def test_given_another_method_or_path_when_requested_then_starlette_answer
     assert recorder.opens == []
 
 
-async def test_given_a_pixel_hit_when_it_is_answered_then_it_is_logged_once_with_its_request_id_and_neither_token_nor_client(  # noqa: E501
-    http: httpx.AsyncClient,
+async def test_given_the_default_settings_when_the_pixel_is_hit_then_the_answer_has_a_request_id_and_only_other_requests_are_logged(  # noqa: E501
+    http: httpx.AsyncClient, recorder: FakeRecorder
+) -> None:
+    # When the pixel is hit, then another path is requested
+    with json_log() as log_lines:
+        hit = await http.get(f"/p/{TOKEN}.gif", headers={"X-Request-ID": "trace-6"})
+        other = await http.get("/healthz", headers={"X-Request-ID": "trace-6.h"})
+
+    # Then both answers carry their request id and the open is taken
+    assert (hit.headers["x-request-id"], other.headers["x-request-id"]) == ("trace-6", "trace-6.h")
+    assert len(recorder.opens) == 1
+    # And only the other request has a line
+    assert [(line["request_id"], line["path"]) for line in request_lines(log_lines)] == [
+        ("trace-6.h", "/healthz")
+    ]
+
+
+async def test_given_log_pixel_hits_when_a_pixel_hit_is_answered_then_it_is_logged_once_with_its_request_id_and_neither_token_nor_client(  # noqa: E501
+    logging_http: httpx.AsyncClient,
 ) -> None:
     # When two hits come, one with its own request id
+    http = logging_http
     with json_log() as log_lines:
         traced = await http.get(f"/p/{TOKEN}.gif", headers={"X-Request-ID": "trace-7.b"})
         fresh = await http.get(f"/p/{TOKEN}.gif")
@@ -149,10 +179,10 @@ async def test_given_a_pixel_hit_when_it_is_answered_then_it_is_logged_once_with
 
 
 async def test_given_another_handler_on_the_log_when_the_pixel_is_hit_then_the_line_takes_the_ordinary_way(  # noqa: E501
-    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    logging_http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="beacon.request"):
-        response = await http.get(f"/p/{TOKEN}.gif", headers={"X-Request-ID": "trace-8"})
+        response = await logging_http.get(f"/p/{TOKEN}.gif", headers={"X-Request-ID": "trace-8"})
 
     assert response.status_code == 200
     (record,) = [r for r in caplog.records if r.name == "beacon.request"]
