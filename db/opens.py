@@ -1,9 +1,9 @@
 """Recording many pixel opens in one transaction (the pixel's group commit).
 
-A fixed number of set-based statements whatever the batch holds: the opens go to the
-database as arrays in one statement (PostgreSQL), or as plain executemany in the driver
-(SQLite, which has neither arrays nor data-modifying CTEs): four statements. Either way
-no per-row work happens in SQLAlchemy.
+A fixed number of set-based statements whatever the batch holds: one on PostgreSQL (the
+opens as texts, data-modifying CTEs), a handful on SQLite (the opens as JSON, judged into
+a scratch table the others read). Either way no per-row work happens in Python, and the
+judgement is in SQL on both (ADR 0013).
 
 Each open arrives with the pixel's verdict on it (pixel/confidence.py); what only the
 database knows is applied here, per delivery: the time since the message was sent (the
@@ -57,7 +57,6 @@ def _nothing() -> Recorded:
 # Deliveries in these states become READ at their first open that counts (a state never
 # moves back).
 _MAY_READ = "('QUEUED', 'SENT')"
-_RANK = {ReadConfidence.MACHINE: 1, ReadConfidence.PROXY: 2, ReadConfidence.HUMAN: 3}
 
 # Each open is judged per delivery: the time rule needs the delivery's sent time, and an
 # account that counts machine opens makes a MACHINE open a read. The event's detail is
@@ -386,6 +385,7 @@ def _postgres_arguments(opens: Sequence[Open]) -> tuple[Any, ...]:
     verdicts, numbers = _numbered_verdicts(opens)
     confidence, network, reason, within, fast_network = zip(*verdicts, strict=True)
     return (
+        # Pixel ids are hex (pixel/endpoint.py verified them): no spaces in them.
         " ".join([open_.pixel_id for open_ in opens]),
         " ".join([str(_micros(open_.at)) for open_ in opens]),
         " ".join(map(str, numbers)),
