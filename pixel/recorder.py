@@ -46,9 +46,12 @@ log = logging.getLogger(__name__)
 # The most opens one transaction takes (a bigger backlog commits in several).
 MAX_BATCH = 2000
 # A batch costs the database much the same for one open as for a hundred (measured on
-# PostgreSQL: 100 us of server CPU per open in batches of 20, 48 in batches of 200), so a
-# committer gathers for a moment (`commit_window`) before it takes a batch smaller than
-# this. Nobody waits for it: hits are answered at once.
+# PostgreSQL: 100 us of server CPU per open in batches of 20, 48 in batches of 200). So
+# under load, once a batch held BUSY_BATCH opens or more, a committer gathers for a moment
+# (`commit_window`) before it takes one smaller than FULL_BATCH; nobody waits for it (hits
+# are answered at once). At a trickle it commits at once, so that a live dashboard sees
+# an open within milliseconds.
+BUSY_BATCH = 32
 FULL_BATCH = 500
 # How many waiting opens make it worth starting another transaction beside the running
 # ones: only when one committer cannot keep up.
@@ -86,6 +89,7 @@ class OpenRecorder:
         self._uncommitted = 0
         self._answer_ahead = answer_ahead
         self._window = commit_window
+        self._last_batch = 0  # how many opens the latest batch took
         # Transactions in flight at once: one on SQLite (one writer anyway); a few on
         # PostgreSQL, so that a batch gathers while others commit.
         self._max_committers = 1 if db.is_sqlite else commits_in_flight
@@ -140,13 +144,14 @@ class OpenRecorder:
 
     async def _commit_gathered(self) -> None:
         while True:
-            # Gather for a moment unless a batch is full already (with no window, still
-            # let the hits that arrive in one loop iteration share a batch).
-            if len(self._gathering) < FULL_BATCH:
-                await asyncio.sleep(self._window)
+            # Under load, gather for a moment unless a batch is full already; otherwise
+            # just let the hits that arrive in one loop iteration share a batch.
+            busy = self._last_batch >= BUSY_BATCH and len(self._gathering) < FULL_BATCH
+            await asyncio.sleep(self._window if busy else 0)
             if not self._gathering:
                 return
             opens, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
+            self._last_batch = len(opens)
             # Hits waiting for the gathered opens are released by the batch that takes
             # the last of them.
             committed = None

@@ -3,10 +3,11 @@ log (every other request, once), then Starlette's own middleware and routes.
 
 The pixel is the hottest route by far: its hits skip the request log's middleware,
 Starlette's error middleware and the routing through every other route, and go straight
-to the pixel's endpoint, which never raises (a pixel is always answered). Each answer
-carries a request id; the hit is logged (`log_pixel_request`) only with LOG_PIXEL_HITS:
-the line could name neither the message nor the reader, so at thousands of hits a second
-it would be volume without information (the metrics count hits by outcome)."""
+to the pixel's endpoint, which never raises (a pixel is always answered). A hit is logged
+(`log_pixel_request`, with its request id, which its answer carries) only with
+LOG_PIXEL_HITS: the line could name neither the message nor the reader, so at thousands
+of hits a second it would be volume without information (the metrics count hits by
+outcome)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,16 @@ class PixelFirst:
         ):
             token = path[len(_PREFIX) : -len(_SUFFIX)]
             if token and "/" not in token:
-                rid = request_id_of(scope)
-                headers = [(REQUEST_ID_HEADER, rid.encode("ascii"))]
                 if not self.log_hits:
-                    await self.pixel.answer(scope, token, send, headers)
+                    await self.pixel.answer(scope, token, send, [])
                     return
                 started = time.perf_counter()
+                rid = request_id_of(scope)
                 status = 500
                 try:
-                    await self.pixel.answer(scope, token, send, headers)
+                    await self.pixel.answer(
+                        scope, token, send, [(REQUEST_ID_HEADER, rid.encode("ascii"))]
+                    )
                     status = 200
                 finally:
                     log_pixel_request(scope["method"], status, time.perf_counter() - started, rid)

@@ -161,6 +161,41 @@ async def test_given_more_uncommitted_opens_than_answered_ahead_when_a_hit_comes
     assert (await delivery(db, delivery_id)).open_count == 4
 
 
+async def test_given_a_trickle_of_hits_then_each_commits_at_once_and_under_load_a_batch_gathers_first(  # noqa: E501
+    db: Database,
+) -> None:
+    # Given a delivery, and a recorder that gathers for half a second under load
+    scenario = await commented_task(db, ["ann@example.test"])
+    (delivery_id,) = scenario.notified.delivery_ids
+    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    batches: list[int] = []
+    counting = recorder_for(
+        db, commit_window=0.5, writers=lambda: CountingWriter(writer_for(db), batches)
+    )
+    loop = asyncio.get_running_loop()
+    async with counting as recorder, asyncio.timeout(30):
+        # When a single hit comes
+        started = loop.time()
+        await recorder.record(hit(pixel_id, 1))
+        await recorder.settle()
+
+        # Then it is committed without waiting for the window
+        assert loop.time() - started < 0.5
+        assert batches == [1]
+
+        # When 40 hits come at once (a busy server), and then one more
+        await asyncio.gather(*(recorder.record(hit(pixel_id, n)) for n in range(2, 42)))
+        await recorder.settle()
+        started = loop.time()
+        await recorder.record(hit(pixel_id, 42))
+        await recorder.settle()
+
+        # Then the 40 share a batch, and the next one is gathered for the window first
+        assert batches == [1, 40, 1]
+        assert loop.time() - started >= 0.5
+    assert (await delivery(db, delivery_id)).open_count == 42
+
+
 async def test_given_a_shared_message_with_a_failed_recipient_when_opened_in_a_batch_then_only_the_others_read_it(  # noqa: E501
     db: Database,
 ) -> None:
