@@ -1,6 +1,6 @@
 """(a) Pixel hits per second with every open recorded durably, against a bare route.
 
-    .venv/bin/python -m benchmarks.pixel_throughput [--seconds 10] [--runs 5] [--only postgres]
+    .venv/bin/python -m benchmarks.pixel_throughput [--seconds 10] [--runs 9] [--only postgres]
 
 For SQLite and for PostgreSQL, on a fresh database seeded with 20,000 deliveries sent a
 day ago (each its own email and pixel; long past the read-confidence time rule, so every
@@ -232,7 +232,7 @@ async def one_run(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     args = parser.parse_args()
