@@ -164,7 +164,7 @@ class Settings:
             ws_max_subscriptions=int(env.get("WS_MAX_SUBSCRIPTIONS", "20")),
             # Pixel group commits in flight at once (PostgreSQL; SQLite has one writer).
             pixel_commits_in_flight=int(env.get("PIXEL_COMMITS_IN_FLIGHT", "4")),
-            # How long a pixel group commit gathers opens before it takes a small batch.
+            # Under load, how long a pixel group commit gathers opens before a batch.
             pixel_commit_window_seconds=float(env.get("PIXEL_COMMIT_WINDOW_MS", "20")) / 1000,
             live_poll_seconds=float(env.get("LIVE_POLL_SECONDS", "1")),
             live_gap_seconds=float(env.get("LIVE_GAP_SECONDS", "30")),
