@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -29,6 +30,15 @@ def at(seconds: float) -> dt.datetime:
 def hit(pixel_id: str, seconds: float) -> Open:
     """A load of the pixel at T0 + seconds, by a person's mail client."""
     return Open(pixel_id, at(seconds))
+
+
+async def one_delivery(db: Database) -> tuple[uuid.UUID, str]:
+    """A comment emailed to one contact: its delivery, and the pixel of its email."""
+    scenario = await commented_task(db, ["ann@example.test"])
+    (delivery_id,) = scenario.notified.delivery_ids
+    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    assert pixel_id is not None
+    return delivery_id, pixel_id
 
 
 class CountingWriter:
@@ -104,9 +114,7 @@ async def test_given_a_commit_in_progress_when_a_hit_is_recorded_then_it_returns
     db: Database,
 ) -> None:
     # Given a delivery, and a recorder whose commits are held
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
-    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    delivery_id, pixel_id = await one_delivery(db)
     gate, entered = asyncio.Event(), asyncio.Event()
     gated = recorder_for(db, writers=lambda: GatedWriter(writer_for(db), gate, entered))
     async with gated as recorder, asyncio.timeout(30):
@@ -130,9 +138,7 @@ async def test_given_more_uncommitted_opens_than_answered_ahead_when_a_hit_comes
 ) -> None:
     # Given a recorder that answers at most two opens ahead of their commit, and whose
     # commits are held
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
-    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    delivery_id, pixel_id = await one_delivery(db)
     gate, entered = asyncio.Event(), asyncio.Event()
     gated = recorder_for(
         db, answer_ahead=2, writers=lambda: GatedWriter(writer_for(db), gate, entered)
@@ -165,9 +171,7 @@ async def test_given_a_trickle_of_hits_then_each_commits_at_once_and_under_load_
     db: Database,
 ) -> None:
     # Given a delivery, and a recorder that gathers for half a second under load
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
-    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    delivery_id, pixel_id = await one_delivery(db)
     batches: list[int] = []
     counting = recorder_for(
         db, commit_window=0.5, writers=lambda: CountingWriter(writer_for(db), batches)
@@ -246,9 +250,7 @@ async def test_given_the_database_is_down_when_hits_arrive_then_they_are_buffere
     db: Database,
 ) -> None:
     # Given a delivery, and a database that goes away
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
-    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    delivery_id, pixel_id = await one_delivery(db)
     flaky = recorder_for(db, retry_seconds=0.01, writers=lambda: FlakyWriter(writer_for(db)))
     async with flaky as recorder:
         FlakyWriter.down = True
@@ -296,9 +298,7 @@ async def test_given_hits_arriving_just_as_a_commit_ends_when_recorded_then_none
     db: Database,
 ) -> None:
     # Given a delivery and a recorder that answers each hit once its open is committed
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
-    pixel_id = (await message_of(db, delivery_id)).pixel_id
+    delivery_id, pixel_id = await one_delivery(db)
     async with recorder_for(db, answer_ahead=0) as recorder, asyncio.timeout(30):
         # When each hit comes as soon as the one before is recorded, so just as its
         # commit ends (one such hit once found the finished committer still counted as
