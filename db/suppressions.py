@@ -45,6 +45,21 @@ async def suppress(
     )
 
 
+async def suppress_address_of(
+    conn: AsyncConnection, delivery: Row[Any], *, reason: str, now: dt.datetime
+) -> None:
+    """Suppress the address a delivery went to, in its account and channel (a hard
+    bounce, a complaint)."""
+    await suppress(
+        conn,
+        account_id=delivery.account_id,
+        channel=delivery.channel,
+        address=delivery.address,
+        reason=reason,
+        now=now,
+    )
+
+
 async def reasons(
     conn: AsyncConnection, account_id: uuid.UUID, channel: str, addresses: Sequence[str]
 ) -> dict[str, str]:

@@ -25,7 +25,7 @@ from common.tokens import BOUNCE, verify
 from db import bounces as db_bounces
 from db.deliveries import add_event, change_of, message_deliveries, transition
 from db.engine import Database
-from db.suppressions import suppress
+from db.suppressions import suppress_address_of
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +139,7 @@ async def _hard_bounce(
 
 
 async def _suppress(conn: AsyncConnection, row: Row[Any], reason: str, at: dt.datetime) -> None:
-    await suppress(
-        conn,
-        account_id=row.account_id,
-        channel=row.channel,
-        address=row.address,
-        reason=reason,
-        now=at,
-    )
+    await suppress_address_of(conn, row, reason=reason, now=at)
     await add_event(conn, [row.id], "suppressed", at, reason)
 
 

@@ -17,7 +17,7 @@ from channels.base import Outcome, RecipientResult
 from common.domain import Channel, DeliveryState
 from common.settings import Settings
 from db.deliveries import NewEvent, SendBatch, add_events, transition
-from db.suppressions import suppress
+from db.suppressions import suppress_address_of
 from db.tables import deliveries
 from sending.backoff import retry_delay
 
@@ -58,14 +58,7 @@ class Writes:
             for values_key, ids in groups.items():
                 await transition(conn, ids, state, dict(values_key))
         for row, reason in self.suppress:
-            await suppress(
-                conn,
-                account_id=row.account_id,
-                channel=row.channel,
-                address=row.address,
-                reason=reason,
-                now=now,
-            )
+            await suppress_address_of(conn, row, reason=reason, now=now)
         await add_events(conn, self.events)
 
 

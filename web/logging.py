@@ -230,11 +230,9 @@ def log_pixel_request(method: str, status: int, seconds: float, rid: str) -> Non
         finally:
             request_id.reset(token)
         return
-    # A request id is hex or passed `_VALID_REQUEST_ID`, whose `$` still lets one
-    # trailing newline through: only that would need escaping.
-    quoted = json.dumps(rid) if "\n" in rid else f'"{rid}"'
+    # A request id is hex, or passed `_VALID_REQUEST_ID`: nothing in it needs escaping.
     writer.write_line(
-        f'{_pixel_line_start(time.time())}{quoted}, "method": "{method}",'
+        f'{_pixel_line_start(time.time())}"{rid}", "method": "{method}",'
         f' "path": "{PIXEL_PATH}", "status": {status},'
         f' "duration_ms": {seconds * 1000:.3f}, "client": ""}}'
     )

@@ -534,6 +534,17 @@ async def test_a_suppressed_address_fails_at_once_without_an_attempt_or_a_send(
     assert smtp_sink.rcpt_attempts == []
 
 
+async def round_of_two(
+    db: Database, broadcast: Broadcast, tmp_path: Path, smtp_sink: SmtpSink
+) -> tuple[Rig, uuid.UUID, uuid.UUID]:
+    """A worker, and a comment to two contacts that its next round takes together: the
+    delivery meant to go through, and the one a test poisons."""
+    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
+    scenario = await commented_task(db, ["ann@example.test", "poison@example.test"])
+    good, poisoned = scenario.notified.delivery_ids
+    return rig, good, poisoned
+
+
 async def test_a_job_whose_outcome_cannot_be_written_does_not_hold_back_the_others_in_its_round(
     db: Database,
     broadcast: Broadcast,
@@ -542,9 +553,7 @@ async def test_a_job_whose_outcome_cannot_be_written_does_not_hold_back_the_othe
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given: two messages in one round, and the events of one of them cannot be written
-    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
-    scenario = await commented_task(db, ["ann@example.test", "poison@example.test"])
-    good, poisoned = scenario.notified.delivery_ids
+    rig, good, poisoned = await round_of_two(db, broadcast, tmp_path, smtp_sink)
 
     async def failing_add_events(conn: Any, events: Sequence[NewEvent]) -> None:
         if any(event.delivery_id == poisoned for event in events):
@@ -573,9 +582,7 @@ async def test_a_job_that_cannot_be_read_does_not_hold_back_the_others_in_its_ro
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given: two messages in one round, and the reads for one of them fail
-    rig = make_rig(db, broadcast, tmp_path, smtp_url(smtp_sink))
-    scenario = await commented_task(db, ["ann@example.test", "poison@example.test"])
-    good, poisoned = scenario.notified.delivery_ids
+    rig, good, poisoned = await round_of_two(db, broadcast, tmp_path, smtp_sink)
 
     async def failing_recent_sends(conn: Any, *args: Any, **kwargs: Any) -> Any:
         if "poison@example.test" in args[2]:
