@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.engine import Database
-from db.tables import notifications, provider_reports
+from db.tables import deliveries, delivery_events, notifications, provider_reports
 
 
 async def purge(db: Database, *, older_than: dt.datetime, batch_size: int = 1000) -> int:
     """Delete notifications created before `older_than` with everything that hangs off
-    them (messages, deliveries, events, send jobs: ON DELETE CASCADE), one batch per
-    transaction so no lock is held for long. Tasks and comments stay. Returns how many
-    notifications were deleted."""
+    them, one batch per transaction so no lock is held for long. Tasks and comments stay.
+    Returns how many notifications were deleted."""
     deleted = 0
     while True:
         async with db.write() as conn:
@@ -30,10 +32,22 @@ async def purge(db: Database, *, older_than: dt.datetime, batch_size: int = 1000
                 .all()
             )
             if ids:
-                await conn.execute(notifications.delete().where(notifications.c.id.in_(ids)))
+                await _delete_notifications(conn, ids)
             await conn.execute(
                 provider_reports.delete().where(provider_reports.c.received_at < older_than)
             )
         deleted += len(ids)
         if len(ids) < batch_size:
             return deleted
+
+
+async def _delete_notifications(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:
+    theirs = sa.select(deliveries.c.id).where(deliveries.c.notification_id.in_(ids))
+    # Events have no foreign key to cascade along (ADR 0014), so they are deleted here.
+    # The deliveries are locked first, in id order as the pixel's batches lock them: a
+    # writer that holds one commits its event before the DELETE below looks, or waits and
+    # then finds the delivery gone. (SQLite writes one transaction at a time anyway.)
+    await conn.execute(theirs.order_by(deliveries.c.id).with_for_update())
+    await conn.execute(delivery_events.delete().where(delivery_events.c.delivery_id.in_(theirs)))
+    # Messages, deliveries and send jobs go by ON DELETE CASCADE.
+    await conn.execute(notifications.delete().where(notifications.c.id.in_(ids)))

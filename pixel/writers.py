@@ -106,8 +106,8 @@ class SqliteWriter:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             # As db/engine.py sets up its own connections, but for foreign keys: this
-            # connection only adds events to deliveries it has just read in the same
-            # IMMEDIATE transaction, so their checks could never fail.
+            # connection changes no key column of a delivery, and the events it adds
+            # have no foreign key (ADR 0014), so there is nothing for them to check.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in (
                 "PRAGMA journal_mode=WAL",
