@@ -27,8 +27,6 @@ T = TypeVar("T")
 
 # How long one wait may take before it counts as a failure.
 WAIT_SECONDS = 15.0
-# How often `eventually` asks again (at most 0.1 s).
-POLL_SECONDS = 0.05
 
 # --------------------------------------------------------------------------- GraphQL documents
 
@@ -111,29 +109,7 @@ query Delivery($id: ID!) {
     + DELIVERY_FIELDS
 )
 
-# --------------------------------------------------------------------------- waiting
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]],
-    timeout: float = WAIT_SECONDS,
-    interval: float = POLL_SECONDS,
-) -> T:
-    """Call `check` until it returns without an AssertionError, and return its value.
-
-    For state held by another process when there is no event to await. Bounded: after
-    `timeout` the last AssertionError propagates.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if loop.time() >= deadline:
-                raise
-        # Polling another process: the interval bounds the wait, it orders nothing.
-        await asyncio.sleep(interval)
+# --------------------------------------------------------------------------- subscriptions
 
 
 class UpdateLog:

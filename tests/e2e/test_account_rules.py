@@ -16,12 +16,12 @@ from tests.e2e.helpers import (
     STATUS_FIELDS,
     Beacon,
     GatedSmtpSink,
-    eventually,
     html_body,
     pixel_urls,
 )
 from tests.support.graphql_client import GraphQLError
 from tests.support.reading import READ_AS_PERSON
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

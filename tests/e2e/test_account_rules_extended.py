@@ -33,7 +33,6 @@ from tests.e2e.helpers import (
     GatedSmtpSink,
     UpdateLog,
     caused_by_comment,
-    eventually,
     html_body,
     pixel_urls,
     plain_body,
@@ -42,6 +41,7 @@ from tests.e2e.helpers import (
 from tests.support.graphql_client import GraphQLError
 from tests.support.reading import MAIL_CLIENT
 from tests.support.smtp_sink import ReceivedMessage
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,9 @@ from tests.e2e.helpers import (
     DELIVERY,
     Beacon,
     caused_by_comment,
-    eventually,
 )
 from tests.support.graphql_client import GraphQLClient, GraphQLError
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

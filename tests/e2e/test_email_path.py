@@ -13,11 +13,11 @@ from tests.e2e.helpers import (
     STATUS_FIELDS,
     Beacon,
     caused_by_comment,
-    eventually,
     html_body,
     pixel_urls,
 )
 from tests.support.reading import READ_AS_PERSON
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import ADD_CONTACT, CREATE_TASK, eventually, pixel_urls, run_cli
+from tests.e2e.helpers import ADD_CONTACT, CREATE_TASK, pixel_urls, run_cli
 from tests.support.graphql_client import GraphQLClient
 from tests.support.reading import READ_AS_PERSON
 from tests.support.server import ServerProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

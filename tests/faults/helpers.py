@@ -13,10 +13,10 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -31,36 +31,12 @@ from tests.support.builders import (
 )
 from tests.support.server import ROOT
 from tests.support.smtp_sink import SmtpSink
-
-T = TypeVar("T")
+from tests.support.waiting import eventually
 
 _STARTED = re.compile(r"\bworker \S+:\d+:\w+ started\b")
 
-# How often a wait asks another process (or the database) again: at most 0.1 s.
+# How often a test that polls for itself asks another process again.
 POLL_SECONDS = 0.1
-
-# --------------------------------------------------------------------------- waiting
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float, interval: float = POLL_SECONDS
-) -> T:
-    """Call `check` until it returns without an AssertionError, and return its value.
-
-    For state held by another process (or the database) when there is no event to
-    await. Bounded: after `timeout` the last AssertionError propagates.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if loop.time() >= deadline:
-                raise
-        # Polling another process: the interval bounds the wait, it orders nothing.
-        await asyncio.sleep(interval)
-
 
 # --------------------------------------------------------------------------- deliveries
 

@@ -29,7 +29,6 @@ from tests.faults.helpers import (
     WorkerProcess,
     can_restart_postgres,
     ensure_postgres_up,
-    eventually,
     jobs_leased_by_pid,
     queued_without_retry_event,
     received_ids,
@@ -48,6 +47,7 @@ from tests.support.server import ServerProcess
 from tests.support.services import require_service
 from tests.support.smtp_sink import SmtpSink
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

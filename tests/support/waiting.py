@@ -1,0 +1,34 @@
+"""Waiting for state held by another process or the database, when there is no event to
+await."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+WAIT_SECONDS = 15.0
+POLL_SECONDS = 0.05
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]],
+    timeout: float = WAIT_SECONDS,
+    interval: float = POLL_SECONDS,
+) -> T:
+    """Call `check` until it returns without an AssertionError, and return its value.
+
+    Bounded: after `timeout` the last AssertionError propagates.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if loop.time() >= deadline:
+                raise
+        # Polling another process: the interval bounds the wait, it orders nothing.
+        await asyncio.sleep(interval)
