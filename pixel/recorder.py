@@ -94,6 +94,11 @@ class OpenRecorder:
         # PostgreSQL, so that a batch gathers while others commit.
         self._max_committers = 1 if db.is_sqlite else commits_in_flight
         self._committers: set[asyncio.Task[None]] = set()
+        # The pixels of the batches committing now. A batch leaves their opens for a
+        # later one: batches in flight together then touch disjoint deliveries (a
+        # delivery has one message, a message one pixel) and never wait for each
+        # other's row locks, and a pixel's opens commit in the order they came.
+        self._pixels_in_flight: set[str] = set()
         # One writer (a connection of its own) per transaction in flight.
         self._new_writer = writers or (lambda: writer_for(db))
         self._idle_writers: list[BatchWriter] = []
@@ -148,9 +153,10 @@ class OpenRecorder:
             # just let the hits that arrive in one loop iteration share a batch.
             busy = self._last_batch >= BUSY_BATCH and len(self._gathering) < FULL_BATCH
             await asyncio.sleep(self._window if busy else 0)
-            if not self._gathering:
+            opens = self._take()
+            if not opens:
+                # Nothing, or only opens of pixels in flight: their committers take them.
                 return
-            opens, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
             self._last_batch = len(opens)
             # Hits waiting for the gathered opens are released by the batch that takes
             # the last of them.
@@ -173,11 +179,27 @@ class OpenRecorder:
                 PIXEL_HITS.labels("recorded").inc(len(opens))
                 PIXEL_BATCH.observe(len(opens))
             finally:
+                self._pixels_in_flight.difference_update(open_.pixel_id for open_ in opens)
                 self._uncommitted -= len(opens)
                 PIXEL_UNCOMMITTED.set(self._uncommitted)
                 if committed is not None and not committed.done():
                     committed.set_result(None)
             await publish_changes(self.broadcast, changes)
+
+    def _take(self) -> list[Open]:
+        """Up to MAX_BATCH gathered opens, in order, but none of a pixel in flight."""
+        if not self._pixels_in_flight:
+            opens, self._gathering = self._gathering[:MAX_BATCH], self._gathering[MAX_BATCH:]
+        else:
+            opens, left = [], []
+            for open_ in self._gathering:
+                if len(opens) < MAX_BATCH and open_.pixel_id not in self._pixels_in_flight:
+                    opens.append(open_)
+                else:
+                    left.append(open_)
+            self._gathering = left
+        self._pixels_in_flight.update(open_.pixel_id for open_ in opens)
+        return opens
 
     async def _write_batch(self, opens: list[Open]) -> list[DeliveryChanged]:
         writer = self._idle_writers.pop() if self._idle_writers else self._new_writer()

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from common.broadcast import create_broadcast
@@ -18,7 +19,7 @@ from common.domain import DeliveryState
 from db.deliveries import transition
 from db.engine import Database
 from db.opens import Open, Recorded, record_opens
-from pixel.recorder import OpenRecorder
+from pixel.recorder import CROWD, OpenRecorder
 from pixel.writers import BatchWriter, writer_for
 from tests.support.builders import T0, commented_task, delivery, events_of, message_of
 
@@ -165,6 +166,72 @@ async def test_given_more_uncommitted_opens_than_answered_ahead_when_a_hit_comes
         assert (await delivery(db, delivery_id)).open_count >= 3
         await recorder.settle()
     assert (await delivery(db, delivery_id)).open_count == 4
+
+
+class HoldingWriter:
+    """The recorder's writer, holding each batch with an open of `pixel_id` until `gate`
+    is set (`entered` is set once one is held); it records the pixels of every batch,
+    and sets `passed` once a batch without that pixel is committed."""
+
+    def __init__(self, inner: BatchWriter, pixel_id: str, events: dict[str, asyncio.Event],
+                 batches: list[set[str]]) -> None:  # fmt: skip
+        self.inner = inner
+        self.pixel_id = pixel_id
+        self.events = events
+        self.batches = batches
+
+    async def write(self, opens: Sequence[Open]) -> Recorded:
+        pixels = {open_.pixel_id for open_ in opens}
+        self.batches.append(pixels)
+        if self.pixel_id in pixels:
+            self.events["entered"].set()
+            await self.events["gate"].wait()
+            return await self.inner.write(opens)
+        recorded = await self.inner.write(opens)
+        self.events["passed"].set()
+        return recorded
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_given_a_batch_committing_when_hits_of_its_pixel_and_another_crowd_in_then_a_second_batch_takes_only_the_other(  # noqa: E501
+    db: Database,
+) -> None:
+    # PostgreSQL only: SQLite has one transaction in flight at a time.
+    # Given two deliveries, each its own pixel, and a batch with an open of the first
+    # committing (held)
+    scenario = await commented_task(db, ["ann@example.test", "bob@example.test"])
+    first, second = scenario.notified.delivery_ids
+    held, other = [(await message_of(db, d)).pixel_id for d in (first, second)]
+    assert held is not None
+    assert other is not None
+    events = {name: asyncio.Event() for name in ("entered", "gate", "passed")}
+    batches: list[set[str]] = []
+    holding = recorder_for(db, writers=lambda: HoldingWriter(writer_for(db), held, events, batches))
+    async with holding as recorder, asyncio.timeout(30):
+        await recorder.record(hit(held, 0))
+        await events["entered"].wait()
+
+        # When enough hits of both pixels wait to start a second transaction
+        for n in range(1, CROWD + 1):
+            await recorder.record(hit(held if n % 2 else other, n))
+
+        # Then the second batch commits the other pixel's opens while the first is held,
+        # and leaves the held pixel's for later: batches in flight together never share a
+        # delivery, so they never wait for each other's row locks
+        await events["passed"].wait()
+        assert batches == [{held}, {other}]
+        assert (await delivery(db, second)).open_count == CROWD // 2
+        assert (await delivery(db, first)).open_count == 0
+
+        # And once the first commits, the held pixel's opens follow, in the order they came
+        events["gate"].set()
+        await recorder.settle()
+    assert (await delivery(db, first)).open_count == CROWD // 2 + 1
+    opened = [e.at for e in await events_of(db, first) if e.type == "opened"]
+    assert opened == [at(0)] + [at(n) for n in range(1, CROWD + 1, 2)]
 
 
 async def test_given_a_trickle_of_hits_then_each_commits_at_once_and_under_load_a_batch_gathers_first(  # noqa: E501
