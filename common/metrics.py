@@ -70,3 +70,9 @@ PIXEL_BATCH = Histogram(
     "Opens per pixel group commit (one transaction each).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
 )
+PIXEL_COMMIT_SECONDS = Histogram(
+    "beacon_pixel_commit_seconds",
+    "How long a pixel group commit took, from sending its batch to the durable commit "
+    "(the database's own write-ahead-log flush included).",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

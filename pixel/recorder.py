@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from broadcaster import Broadcast
@@ -32,6 +33,7 @@ from common.events import DeliveryChanged
 from common.metrics import (
     PIXEL_BATCH,
     PIXEL_BUFFERED,
+    PIXEL_COMMIT_SECONDS,
     PIXEL_HITS,
     PIXEL_OPENS,
     PIXEL_OPENS_DROPPED,
@@ -203,11 +205,13 @@ class OpenRecorder:
 
     async def _write_batch(self, opens: list[Open]) -> list[DeliveryChanged]:
         writer = self._idle_writers.pop() if self._idle_writers else self._new_writer()
+        started = time.perf_counter()
         try:
             recorded = await writer.write(opens)
         except BaseException:
             await writer.aclose()
             raise
+        PIXEL_COMMIT_SECONDS.observe(time.perf_counter() - started)
         self._idle_writers.append(writer)
         for confidence, count in recorded.confidences.items():
             PIXEL_OPENS.labels(confidence).inc(count)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import event
 
 from common.broadcast import create_broadcast
@@ -132,6 +133,36 @@ async def test_given_a_commit_in_progress_when_a_hit_is_recorded_then_it_returns
         await recorder.settle()
         assert recorder.uncommitted == 0
         assert (await delivery(db, delivery_id)).open_count == 1
+
+
+def commit_seconds() -> tuple[float, float]:
+    """How many pixel commits `beacon_pixel_commit_seconds` counted, and their total time."""
+    count = REGISTRY.get_sample_value("beacon_pixel_commit_seconds_count") or 0.0
+    return count, REGISTRY.get_sample_value("beacon_pixel_commit_seconds_sum") or 0.0
+
+
+async def test_given_a_batch_when_it_commits_then_the_time_it_took_is_in_the_metrics(
+    db: Database,
+) -> None:
+    # Given a delivery, and a recorder whose commits are held
+    _, pixel_id = await one_delivery(db)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    gated = recorder_for(db, writers=lambda: GatedWriter(writer_for(db), gate, entered))
+    before = commit_seconds()
+    async with gated as recorder, asyncio.timeout(30):
+        # When a batch is held for a tenth of a second (the duration measured, not a
+        # wait for something), then let go
+        await recorder.record(hit(pixel_id, 1))
+        await entered.wait()
+        await asyncio.sleep(0.1)
+        assert commit_seconds() == before
+        gate.set()
+        await recorder.settle()
+
+    # Then one commit was counted, with at least the time it was held
+    count, total = commit_seconds()
+    assert count == before[0] + 1
+    assert total - before[1] >= 0.1
 
 
 async def test_given_more_uncommitted_opens_than_answered_ahead_when_a_hit_comes_then_it_waits_for_its_commit(  # noqa: E501
