@@ -55,7 +55,9 @@ from benchmarks.support import (
     fresh_postgres,
     pixel_paths,
     seed_comments,
+    server_metrics,
     serving,
+    settle,
 )
 from common.tokens import PIXEL, sign
 from db.engine import Database
@@ -74,6 +76,7 @@ TARGET_CEILING = 20_000.0
 _ID = b'"delivery":{"id":"'
 # Pixel connections of the load generator, and hits in flight at the ceiling.
 _CONCURRENCY = 16
+COMMITS = "beacon_pixel_commit_seconds"
 
 
 @dataclass
@@ -201,9 +204,28 @@ def latencies(hitter: Hitter, received: Received, ids: Sequence[str]) -> list[fl
     return values
 
 
+def commit_profile(before: dict[str, float], after: dict[str, float]) -> str:
+    """What Beacon's pixel commits took between two scrapes of its /metrics: every open
+    reaches the subscribers only after its durable commit, so a slow disk flush shows in
+    the latency's tail."""
+    count = after[f"{COMMITS}_count"] - before.get(f"{COMMITS}_count", 0)
+    buckets = sorted(
+        (float(key.split('le="')[1].rstrip('"}')), after[key] - before.get(key, 0))
+        for key in after
+        if key.startswith(f"{COMMITS}_bucket")
+    )
+    p99 = next(le for le, n in buckets if n >= 0.99 * count)
+    slow = count - next(n for le, n in buckets if le >= TARGET_P99_MS / 1000)
+    return (
+        f"{count:.0f} pixel commits meanwhile: p99 <= {p99 * 1000:g} ms,"
+        f" {slow:.0f} took over {TARGET_P99_MS:g} ms"
+    )
+
+
 async def measure(
     label: str, base_url: str, pid: int, token: str, task_id: str,
     paths: list[str], delivery_ids: list[str], subscribers: int, seconds: float,
+    *, commits: bool = False,
 ) -> Outcome:  # fmt: skip
     received = Received()
     url = base_url.replace("http://", "ws://") + "/graphql"
@@ -226,6 +248,7 @@ async def measure(
         # 4,000 messages/s: 20 hits/s to 200 subscribers
         rate = 4000 / subscribers
         first = hitter._next
+        before = await server_metrics(base_url) if commits else {}
         await hitter.at_rate(rate, seconds)
         measured = hitter.delivery_ids[first : hitter._next]
         expected = len(measured) * subscribers
@@ -235,6 +258,7 @@ async def measure(
             await asyncio.wait_for(asyncio.gather(*arrivals), 10)
         values = sorted(latencies(hitter, received, measured))
         delivered = len(values)
+        profile = commit_profile(before, await server_metrics(base_url)) if commits else ""
 
         # The ceiling: hits as fast as they are taken, messages/s as received
         before_count = received.count
@@ -267,6 +291,8 @@ async def measure(
         f" us | load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    if profile:
+        print(f"  {'':<9} {profile}", flush=True)
     return outcome
 
 
@@ -296,6 +322,7 @@ async def run_beacon(subscribers: int, seconds: float, hits: int) -> Outcome:
         db = Database(url)
         try:
             seeded = await seed_comments(db, comments=hits // 10 + 1, recipients=10)
+            await settle(db)
         finally:
             await db.dispose()
         port = free_port()
@@ -307,7 +334,7 @@ async def run_beacon(subscribers: int, seconds: float, hits: int) -> Outcome:
                 return await measure(
                     "Beacon", server.base_url, server.pid, seeded.token, str(seeded.task_id),
                     pixel_paths(seeded.pixel_ids), [str(d) for d in seeded.delivery_ids],
-                    subscribers, seconds,
+                    subscribers, seconds, commits=True,
                 )  # fmt: skip
 
 

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import sqlalchemy as sa
 
 from benchmarks.support import (
@@ -54,6 +53,7 @@ from benchmarks.support import (
     require_wrk,
     run_wrk,
     seed_comments,
+    server_metrics,
     serving,
     settle,
 )
@@ -103,16 +103,6 @@ async def database_backends(url: str) -> list[int]:
     finally:
         await conn.close()
     return [row["pid"] for row in rows]
-
-
-async def server_metrics(base_url: str) -> dict[str, float]:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"{base_url}/metrics", timeout=10)).text
-    return {
-        name: float(value)
-        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
-        if name and not name.startswith("#")
-    }
 
 
 async def measure(kind: str, seconds: float, runs: int, connections: int) -> float:

@@ -269,6 +269,17 @@ async def settle(db: Database) -> None:
             await autocommit.exec_driver_sql("CHECKPOINT")
 
 
+async def server_metrics(base_url: str) -> dict[str, float]:
+    """A Beacon server's /metrics, sample by sample ('name{labels}': value)."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{base_url}/metrics", timeout=10)).text
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
+
+
 def pixel_paths(pixel_ids: Sequence[str]) -> list[str]:
     return [f"/p/{sign(pixel_id, SECRET_KEY.encode(), PIXEL)}.gif" for pixel_id in pixel_ids]
 
