@@ -10,9 +10,12 @@ read time and opens, the icon's state and counts):
   baseline: benchmarks/naive_fanout_app.py: strawberry over broadcaster's memory
             backend, the pixel publishing straight away (no database), every subscriber
             executing and serialising its own result;
-  Beacon:   `python main.py serve` on a fresh PostgreSQL database (BROADCAST_URL
-            memory://): the pixel's open is committed, the live feed reads it from the
-            event log once, and every subscriber gets the same serialised update.
+  Beacon:   `python main.py serve` on a fresh PostgreSQL database, settled after
+            seeding as in (a) (BROADCAST_URL memory://): the pixel's open is committed,
+            the live feed reads it from the event log once, and every subscriber gets
+            the same serialised update. What the pixel commits took meanwhile is
+            printed too (`beacon_pixel_commit_seconds`): a disk slow to flush shows
+            there first.
 
 This process holds the 200 websockets (graphql-transport-ws) and sends the pixel hits,
 each for a delivery not opened before, at a steady rate: 20 hits/s x 200 subscribers =

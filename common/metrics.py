@@ -72,7 +72,7 @@ PIXEL_BATCH = Histogram(
 )
 PIXEL_COMMIT_SECONDS = Histogram(
     "beacon_pixel_commit_seconds",
-    "How long a pixel group commit took, from sending its batch to the durable commit "
-    "(the database's own write-ahead-log flush included).",
+    "How long a pixel group commit took, from handing its batch to a connection (a new "
+    "one connects first) to the durable commit, the write-ahead-log flush included.",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
