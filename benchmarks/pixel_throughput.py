@@ -11,8 +11,8 @@ open wrk makes, a HUMAN one as it sends no user agent, counts as a read):
             `python main.py serve` (one process, uvloop, httptools, no access log);
   Beacon:   `python main.py serve` (EMBEDDED_WORKER=0, default settings, so pixel hits
             are not logged): each hit is answered at once and joins the next group
-            commit (the pixel's recorder waits for commits only past 2,000 uncommitted
-            opens).
+            commit (the pixel's recorder waits for commits only past 10,000
+            uncommitted opens).
 
 wrk (`-t2 -c64`, Debian's package) loads random pixels of the seeded ones, on a database
 settled after seeding (`benchmarks.support.settle`); baseline and Beacon runs alternate,
