@@ -22,11 +22,10 @@ from typing import Any, TypeVar
 from tests.support.graphql_client import TRANSPORT_WS, GraphQLClient, Subscription
 from tests.support.server import ROOT, ServerProcess
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
+from tests.support.waiting import WAIT_SECONDS
 
 T = TypeVar("T")
 
-# How long one wait may take before it counts as a failure.
-WAIT_SECONDS = 15.0
 
 # --------------------------------------------------------------------------- GraphQL documents
 

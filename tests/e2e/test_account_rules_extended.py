@@ -28,7 +28,6 @@ from db.engine import Database
 from db.tables import notifications
 from tests.e2e.helpers import (
     DELIVERY,
-    WAIT_SECONDS,
     Beacon,
     GatedSmtpSink,
     UpdateLog,
@@ -41,7 +40,7 @@ from tests.e2e.helpers import (
 from tests.support.graphql_client import GraphQLError
 from tests.support.reading import MAIL_CLIENT
 from tests.support.smtp_sink import ReceivedMessage
-from tests.support.waiting import eventually
+from tests.support.waiting import WAIT_SECONDS, eventually
 
 pytestmark = pytest.mark.e2e
 

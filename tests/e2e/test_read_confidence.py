@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import WAIT_SECONDS, Beacon, UpdateLog, html_body, pixel_urls
+from tests.e2e.helpers import Beacon, UpdateLog, html_body, pixel_urls
 from tests.support.reading import MAIL_CLIENT, untimed_rules
-from tests.support.waiting import eventually
+from tests.support.waiting import WAIT_SECONDS, eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# How long one wait may take before it counts as a failure.
 WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.05
 
