@@ -127,6 +127,10 @@ class SmtpServer:
         security, default_port = _SCHEMES[scheme]
         if not parts.hostname:
             raise ValueError("SMTP URL has no host, expected e.g. smtp://mail.example.com:25")
+        try:
+            parts.hostname.encode("idna")  # what the resolver will be asked
+        except UnicodeError:
+            raise ValueError("SMTP URL has an invalid host name") from None
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("SMTP URL must not have a path, query or fragment")
         try:

@@ -100,6 +100,7 @@ def test_the_password_never_shows_in_repr_or_str() -> None:
         ("smtp://" + "a" * 490 + ".test", "longer than 500"),
         ("smtp://mx.test\x00:25", "control"),
         ("smtp://mx .test", "spaces"),
+        ("smtp://mx..example.test", "invalid host name"),
     ],
 )
 def test_a_bad_url_is_refused_with_a_clear_message(url: str, complaint: str) -> None:
