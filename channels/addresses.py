@@ -30,7 +30,9 @@ class BlockedAddress(Exception):
     """The host resolves to an address the server must not connect to for a tenant."""
 
     def __init__(self, host: str, address: IPAddress) -> None:
-        super().__init__(f"{host} resolves to {address}, a non-public address")
+        # The address itself stays out of the message, which tenants read: it would tell
+        # them what the server's own DNS says about internal names.
+        super().__init__(f"{host} resolves to a non-public address")
         self.host = host
         self.address = address
 

@@ -431,6 +431,7 @@ class EmailSender:
             try:
                 client = await self._client(server)
             except BlockedAddress as blocked:
+                log.info("refused the relay %s: it resolves to %s", server.display, blocked.address)
                 return _all(
                     recipients,
                     Outcome.PERMANENT,
