@@ -57,7 +57,11 @@ class Settings:
     whatsapp_api_url: str
     twilio_api_url: str
     http_timeout_seconds: float
-    webhook_allow_private: bool
+    # Tenants' webhooks and SMTP relays may reach loopback and private networks.
+    allow_private_networks: bool
+    # The shared secret an MTA sends to POST /callbacks/email-bounce; None: the route
+    # refuses everything.
+    bounce_webhook_secret: str | None = field(repr=False)
     # Scale-out and operations (issue 6)
     broadcast_prefix: str
     log_format: str
@@ -148,9 +152,13 @@ class Settings:
             ),
             twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "15")),
-            # Webhooks to loopback and private networks are refused unless allowed: a
-            # tenant must not make the server call its own neighbours (SSRF).
-            webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", "0")),
+            # Webhooks and account relays to loopback and private networks are refused
+            # unless allowed: a tenant must not make the server call its own neighbours
+            # (SSRF). WEBHOOK_ALLOW_PRIVATE is the older name of the same switch.
+            allow_private_networks=_flag(
+                env.get("ALLOW_PRIVATE_NETWORKS") or env.get("WEBHOOK_ALLOW_PRIVATE") or "0"
+            ),
+            bounce_webhook_secret=env.get("BOUNCE_WEBHOOK_SECRET") or None,
             # Put in front of every broadcast channel name: deployments (or test runs)
             # sharing one Redis do not hear each other.
             broadcast_prefix=env.get("BROADCAST_PREFIX", ""),

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from sqlalchemy.engine import Row
 
+from channels.email import masked_relay
 from common import domain
 from db.tasks import encode_cursor
 from resolvers import feed
@@ -58,7 +59,11 @@ class Account:
     plan: domain.Plan
     open_tracking: bool
     show_all_recipients: bool
-    smtp_relay: str | None
+    smtp_relay: str | None = strawberry.field(
+        description="The account's own SMTP server, or null for the system's relay. A "
+        "password in the URL is write-only: it is shown as ******** (send the URL back "
+        "with ******** to keep it)."
+    )
     require_tracking_consent: bool
     count_machine_opens: bool
 
@@ -70,7 +75,7 @@ class Account:
             plan=domain.Plan(row.plan),
             open_tracking=row.open_tracking,
             show_all_recipients=row.show_all_recipients,
-            smtp_relay=row.smtp_relay,
+            smtp_relay=masked_relay(row.smtp_relay),
             require_tracking_consent=row.require_tracking_consent,
             count_machine_opens=row.count_machine_opens,
         )

@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         pixel,
-        email_bounce_route(db, broadcast, settings.secret_key),
+        email_bounce_route(db, broadcast, settings.secret_key, settings.bounce_webhook_secret),
         *whatsapp_routes(db, broadcast),
         sms_route(db, broadcast, settings.public_base_url),
         *health_routes(db),

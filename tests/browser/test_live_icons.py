@@ -14,8 +14,10 @@ from tests.browser.support import TIME_ZONE, Beacon, SinkBeacon, screenshot
 
 pytestmark = pytest.mark.browser
 
-REJECTED = "reject-rita@example.test"
-REASON = f"550 5.1.1 <{REJECTED}>: Recipient address rejected: User unknown"
+# A policy refusal: a "no such user" would suppress the address, and a resend would
+# then fail at once without asking the server again.
+REJECTED = "deny-rita@example.test"
+REASON = f"550 5.7.1 <{REJECTED}>: Recipient address rejected: Access denied"
 
 
 async def test_an_icon_goes_from_queued_to_sent_without_a_reload(

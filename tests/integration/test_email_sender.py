@@ -120,6 +120,8 @@ async def test_a_mixed_batch_gives_each_recipient_its_own_reply(
             Outcome.PERMANENT,
             "550",
             "550 5.1.1 <reject@x.test>: Recipient address rejected: User unknown",
+            # "no such user": the address itself is dead
+            dead_address=True,
         ),
         RecipientResult(
             "defer@x.test", Outcome.TRANSIENT, "451", "451 4.7.1 <defer@x.test>: Try again later"
@@ -146,6 +148,7 @@ async def test_when_every_recipient_is_refused_each_keeps_its_reply_and_nothing_
         ),
         (Outcome.TRANSIENT, "451", "451 4.7.1 <defer@x.test>: Try again later"),
     ]
+    assert [r.dead_address for r in results] == [True, False]
     assert smtp_sink.messages == []
 
 
@@ -200,6 +203,17 @@ async def test_a_refused_data_applies_its_reply_to_every_recipient(
 
     assert [(r.outcome, r.code, r.message) for r in results] == [(outcome, reply[:3], reply)] * 2
     assert all(r.accepted_by is None for r in results)
+
+
+async def test_a_no_such_user_reply_after_data_is_not_taken_as_a_dead_address(
+    smtp_sink: SmtpSink, sender: EmailSender
+) -> None:
+    # Only a reply to RCPT TO is about one recipient's address.
+    smtp_sink.data_reply = "550 5.1.1 User unknown"
+
+    results = await sender.send(make_email("ann@x.test", "bob@x.test"), sink_url(smtp_sink))
+
+    assert [(r.outcome, r.dead_address) for r in results] == [(Outcome.PERMANENT, False)] * 2
 
 
 async def test_a_closed_port_is_a_transient_connection_refused(sender: EmailSender) -> None:
