@@ -63,9 +63,7 @@ async def test_graphiql_runs_a_query_and_a_subscription_with_the_network_blocked
     # The token box: the API answers who it belongs to.
     await page.get_by_label("API token").fill(embedded.token)
     await page.get_by_role("button", name="Use token").click()
-    await expect(page.locator("#token-status")).to_have_text(
-        "Signed in as demo (Demo, PREMIUM)."
-    )
+    await expect(page.locator("#token-status")).to_have_text("Signed in as demo (Demo, PREMIUM).")
 
     # A query over HTTP, with the token as its Authorization header.
     await set_operation(page, "query Titles { tasks(first: 5) { edges { node { id title } } } }")
@@ -81,8 +79,12 @@ async def test_graphiql_runs_a_query_and_a_subscription_with_the_network_blocked
     )
     subscribed = asyncio.Event()
 
+    def sent(frame: str | bytes) -> None:
+        if '"subscribe"' in str(frame):
+            subscribed.set()
+
     def watch(socket: WebSocket) -> None:
-        socket.on("framesent", lambda frame: '"subscribe"' in str(frame) and subscribed.set())
+        socket.on("framesent", sent)
 
     page.on("websocket", watch)
     await page.get_by_role("button", name=RUN).click()
