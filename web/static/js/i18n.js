@@ -48,6 +48,7 @@ const MESSAGES = {
 
     "feed.empty": "Choose a task on the left, or create one.",
     "feed.loading": "Loading…",
+    "feed.back": "↑ Back to the tasks",
     "feed.created": "Created {time}",
     "feed.subscribers": "Subscribers: {names}",
     "feed.nobody": "nobody",
@@ -163,6 +164,7 @@ const MESSAGES = {
 
     "feed.empty": "Выберите задачу слева или создайте новую.",
     "feed.loading": "Загрузка…",
+    "feed.back": "↑ К списку задач",
     "feed.created": "Создана {time}",
     "feed.subscribers": "Подписчики: {names}",
     "feed.nobody": "никого",
