@@ -4,15 +4,15 @@ sideways scrolling, every icon clickable, and a tapped task's feed comes into vi
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import BrowserContext, Locator, Page, expect
+from playwright.async_api import BrowserContext, Locator, Page, ViewportSize, expect
 
 from tests.browser.dashboard import Api, Dashboard
 from tests.browser.support import Beacon, screenshot
 
 pytestmark = pytest.mark.browser
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP = ViewportSize(width=1280, height=800)
+PHONE = ViewportSize(width=390, height=844)
 
 # Nothing to break a line at: each would set the width of whatever holds it.
 LONG_NAME = "Bartholomew-Maximilian-Featherstonehaugh-Cholmondeley-Worthington-Smythe"
@@ -78,7 +78,7 @@ async def assert_within_width(page: Page, node: Locator) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_long_names_and_addresses_neither_overflow_nor_cover_the_icons(
-    browser: BrowserContext, embedded: Beacon, viewport: dict[str, int]
+    browser: BrowserContext, embedded: Beacon, viewport: ViewportSize
 ) -> None:
     await long_names(embedded)
     page = await browser.new_page()
