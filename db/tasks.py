@@ -25,6 +25,8 @@ class InvalidCursor(ValueError):
 class Page:
     rows: Sequence[Row[Any]]
     has_next: bool
+    # Only a page read backwards (`last`/`before`) tells whether earlier rows exist.
+    has_previous: bool = False
 
 
 def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
@@ -176,6 +178,27 @@ async def page_comments(
         await conn.execute(query.order_by(comments.c.created_at, comments.c.id).limit(first + 1))
     ).all()
     return Page(rows=rows[:first], has_next=len(rows) > first)
+
+
+async def page_comments_backwards(
+    conn: AsyncConnection,
+    task_id: uuid.UUID,
+    *,
+    include_system: bool,
+    last: int,
+    before: str | None,
+) -> Page:
+    """The `last` comments before the cursor (the newest, without one), still oldest
+    first: a feed that opens at its newest comments and loads earlier ones on demand."""
+    query = comments.select().where(comments.c.task_id == task_id)
+    if not include_system:
+        query = query.where(comments.c.is_system.is_(False))
+    if before is not None:
+        created_at, row_id = decode_cursor(before)
+        query = query.where(sa.tuple_(comments.c.created_at, comments.c.id) < (created_at, row_id))
+    newest_first = query.order_by(comments.c.created_at.desc(), comments.c.id.desc())
+    rows = (await conn.execute(newest_first.limit(last + 1))).all()
+    return Page(rows=rows[:last][::-1], has_next=False, has_previous=len(rows) > last)
 
 
 @dataclass(frozen=True)
