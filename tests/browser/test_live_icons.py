@@ -112,8 +112,8 @@ async def test_opening_the_email_on_the_mailbox_turns_the_icon_read(
     # in a sandboxed iframe, which loads the tracking pixel.
     mailbox = await browser.new_page()
     await mailbox.goto(f"{embedded.url}/mailbox")
-    # Newest first; every email of a task has the task's title as its subject.
-    await mailbox.get_by_role("link", name="[Beacon] Contract").first.click()
+    # Newest first; the subject says what happened, then the task's title.
+    await mailbox.get_by_role("link", name="[Beacon] New comment on Contract").click()
     email = mailbox.frame_locator("iframe[title='Message HTML']")
     await expect(email.get_by_text("Please sign the contract")).to_be_visible()
     await screenshot(mailbox, "mailbox-message")
