@@ -83,10 +83,14 @@ async def test_the_popup_shows_the_550_reason_and_resends(
     # The server answers 550 again. The popup updates in place: the row's history (kept
     # unfolded across the redraws) tells the whole story, and the row is FAILED again.
     history = rita.locator(".history li")
-    await expect(history.locator(".event__type")).to_have_text(
-        ["queued", "failed", "resend requested", "failed"]
+    await expect(history.locator(".event__text")).to_have_text(
+        [
+            "Queued for sending.",
+            f"Sending failed: “{REASON}”.",
+            "Sending again was requested.",
+            f"Sending failed: “{REASON}”.",
+        ]
     )
-    await expect(history.last.locator(".event__detail")).to_have_text(REASON)
     await expect(rita.locator(".pill")).to_have_text("Send error")
     await expect(rita.get_by_role("button", name="Resend")).to_be_visible()
     await screenshot(page, "popup-after-resend")
