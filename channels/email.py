@@ -26,6 +26,7 @@ from aiosmtplib.email import parse_address
 
 from channels.addresses import BlockedAddress, public_address
 from channels.base import Outcome, RecipientResult
+from common.domain import NoticeKind
 
 log = logging.getLogger(__name__)
 
@@ -729,28 +730,54 @@ async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
             await client.quit()
 
 
+# What each kind of notification says first: the subject (before the task's title) and
+# the opening of the text (with the author's name, where there is one).
+_SUBJECTS = {
+    NoticeKind.NEW_TASK: "New task: ",
+    NoticeKind.NEW_COMMENT: "New comment on ",
+    NoticeKind.SYSTEM_COMMENT: "Automated comment on ",
+    NoticeKind.SCENARIO_MESSAGE: "Message about ",
+}
+
+
+def _opening(kind: NoticeKind, author_name: str | None) -> str:
+    """The sentence before the task's title: "Ann commented on", "A message about"."""
+    if kind is NoticeKind.NEW_TASK:
+        return f"{author_name} created a new task" if author_name else "A new task was created"
+    if kind is NoticeKind.SYSTEM_COMMENT:
+        return "An automation commented on"
+    if kind is NoticeKind.SCENARIO_MESSAGE:
+        return "A message about the task"
+    return f"{author_name or 'Someone'} commented on"
+
+
 def render_notification(
     task_title: str,
     comment_body: str | None,
     author_name: str | None,
     pixel_url: str | None,
+    kind: NoticeKind | None = None,
 ) -> tuple[str, str, str]:
-    """(subject, text, html) for a task or comment notification."""
+    """(subject, text, html) for a notification; `kind` says what happened (by default:
+    a new task without a comment body, else a person's comment)."""
+    if kind is None:
+        kind = NoticeKind.NEW_TASK if comment_body is None else NoticeKind.NEW_COMMENT
     # Header values cannot contain line breaks; a title typed with one must still send.
     title_line = " ".join(task_title.split())
     title = html.escape(task_title)
     style = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
-    if comment_body is None:
-        subject = f"[Beacon] New task: {title_line}"
-        who = f"{author_name} created a new task" if author_name else "A new task was created"
-        text = f"{who}: {task_title}\n"
-        body = f"<p>{html.escape(who)}: <strong>{title}</strong></p>"
+    subject = f"[Beacon] {_SUBJECTS[kind]}{title_line}"
+    opening = _opening(kind, author_name)
+    if kind is NoticeKind.NEW_TASK or comment_body is None:
+        text = f"{opening}: {task_title}\n"
+        body = f"<p>{html.escape(opening)}: <strong>{title}</strong></p>"
     else:
-        subject = f"[Beacon] {title_line}"
-        who = author_name or "Someone"
-        text = f"{who} commented on {task_title}:\n\n{comment_body}\n"
+        text = f"{opening} {task_title}:\n\n{comment_body}\n"
+        lead = html.escape(opening)
+        if kind is NoticeKind.NEW_COMMENT:  # the author's name stands out
+            lead = f"<strong>{html.escape(author_name or 'Someone')}</strong> commented on"
         body = (
-            f"<p><strong>{html.escape(who)}</strong> commented on <strong>{title}</strong>:</p>\n"
+            f"<p>{lead} <strong>{title}</strong>:</p>\n"
             f'<div style="white-space:pre-wrap">{html.escape(comment_body)}</div>'
         )
     document = (

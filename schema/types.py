@@ -38,6 +38,12 @@ N = TypeVar("N")
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = strawberry.field(
+        default=False,
+        description="Whether there are items before this page; told when paging backwards "
+        "(last, before), false when paging forwards.",
+    )
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -274,9 +280,15 @@ class Task:
         include_system: bool = False,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Comment]:
-        page = await feed.comments_page(info, self.row.id, include_system, first, after)
-        return _connection(page.rows, page.has_next, Comment)
+        """Oldest first. `first`/`after` pages forwards from the oldest; `last`/`before`
+        backwards from the newest (a feed that shows its newest comments)."""
+        page = await feed.comments_page(
+            info, self.row.id, include_system, first, after, last, before
+        )
+        return _connection(page.rows, page.has_next, Comment, page.has_previous)
 
 
 @strawberry.type
@@ -392,14 +404,22 @@ class DeliveryUpdate:
 
 
 def _connection(
-    rows: Sequence[Row[Any]], has_next: bool, node_type: Callable[..., N]
+    rows: Sequence[Row[Any]],
+    has_next: bool,
+    node_type: Callable[..., N],
+    has_previous: bool = False,
 ) -> Connection[N]:
     edges = [
         Edge(node=node_type(row=row), cursor=encode_cursor(row.created_at, row.id)) for row in rows
     ]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        page_info=PageInfo(
+            has_next_page=has_next,
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
     )
 
 

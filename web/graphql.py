@@ -21,6 +21,7 @@ from common.settings import Settings
 from resolvers.context import Context, Services, authenticate
 from schema import BeaconSchema, MaskUnexpectedErrors
 from schema.operations import Mutation, Query, Subscription
+from web.graphiql import graphiql_page
 from web.limits import limit_extensions, too_many_subscriptions
 from web.shared_results import LiveTransportWS, SharedResultExecutor, encode_next
 
@@ -92,6 +93,10 @@ class BeaconGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
         finally:
             WEBSOCKETS_OPEN.dec()
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our own page and copies of its scripts, instead of strawberry's CDN-loaded one.
+        return graphiql_page()
 
     def encode_json(self, data: object) -> str | bytes:
         if isinstance(data, dict):

@@ -85,10 +85,14 @@ async def test_the_popup_shows_the_550_reason_and_resends(
     # The server answers 550 again. The popup updates in place: the row's history (kept
     # unfolded across the redraws) tells the whole story, and the row is FAILED again.
     history = rita.locator(".history li")
-    await expect(history.locator(".event__type")).to_have_text(
-        ["queued", "failed", "resend requested", "failed"]
+    await expect(history.locator(".event__text")).to_have_text(
+        [
+            "Queued for sending.",
+            f"Sending failed: “{REASON}”.",
+            "Sending again was requested.",
+            f"Sending failed: “{REASON}”.",
+        ]
     )
-    await expect(history.last.locator(".event__detail")).to_have_text(REASON)
     await expect(rita.locator(".pill")).to_have_text("Send error")
     await expect(rita.get_by_role("button", name="Resend")).to_be_visible()
     await screenshot(page, "popup-after-resend")
@@ -114,8 +118,8 @@ async def test_opening_the_email_on_the_mailbox_turns_the_icon_read(
     # in a sandboxed iframe, which loads the tracking pixel.
     mailbox = await browser.new_page()
     await mailbox.goto(f"{embedded.url}/mailbox")
-    # Newest first; every email of a task has the task's title as its subject.
-    await mailbox.get_by_role("link", name="[Beacon] Contract").first.click()
+    # Newest first; the subject says what happened, then the task's title.
+    await mailbox.get_by_role("link", name="[Beacon] New comment on Contract").click()
     email = mailbox.frame_locator("iframe[title='Message HTML']")
     await expect(email.get_by_text("Please sign the contract")).to_be_visible()
     await screenshot(mailbox, "mailbox-message")

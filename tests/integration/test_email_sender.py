@@ -328,7 +328,7 @@ def test_the_mime_message_has_the_headers_and_both_parts() -> None:
     assert message["Message-ID"] == "<n1.d1@beacon>"
     assert message["From"] == "Beacon <notifications@beacon.test>"
     assert message["To"] == "ann@x.test, bob@x.test"
-    assert message["Subject"] == "[Beacon] Ship v2"
+    assert message["Subject"] == "[Beacon] New comment on Ship v2"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Date"] is not None
     parts = [(p.get_content_type(), p.get_content_charset()) for p in message.iter_parts()]

@@ -11,6 +11,7 @@ from channels.email import (
     rejects_mailbox,
     render_notification,
 )
+from common.domain import NoticeKind
 
 
 @pytest.mark.parametrize("code", [250, 251, 200, 299])
@@ -115,12 +116,45 @@ def test_the_error_for_a_bad_url_does_not_repeat_the_password() -> None:
     assert "hunter2" not in str(caught.value)
 
 
-def test_a_comment_notification_is_titled_after_the_task() -> None:
+def test_a_comment_notification_says_so_in_the_subject() -> None:
     subject, text, _ = render_notification("Fix login", "Done now", "Ann", None)
 
-    assert subject == "[Beacon] Fix login"
-    assert "Ann" in text
-    assert "Done now" in text
+    assert subject == "[Beacon] New comment on Fix login"
+    assert text == "Ann commented on Fix login:\n\nDone now\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject", "opening"),
+    [
+        (NoticeKind.NEW_TASK, "[Beacon] New task: Fix login", "Ann created a new task: Fix login"),
+        (
+            NoticeKind.NEW_COMMENT,
+            "[Beacon] New comment on Fix login",
+            "Ann commented on Fix login:",
+        ),
+        (
+            NoticeKind.SYSTEM_COMMENT,
+            "[Beacon] Automated comment on Fix login",
+            "An automation commented on Fix login:",
+        ),
+        (
+            NoticeKind.SCENARIO_MESSAGE,
+            "[Beacon] Message about Fix login",
+            "A message about the task Fix login:",
+        ),
+    ],
+)
+def test_each_kind_of_notification_says_what_happened_in_its_subject_and_first_line(
+    kind: NoticeKind, subject: str, opening: str
+) -> None:
+    body = None if kind is NoticeKind.NEW_TASK else "Done now"
+    author = None if kind in (NoticeKind.SYSTEM_COMMENT, NoticeKind.SCENARIO_MESSAGE) else "Ann"
+
+    rendered_subject, text, html = render_notification("Fix login", body, author, None, kind)
+
+    assert rendered_subject == subject
+    assert text.splitlines()[0] == opening
+    assert f"<title>{subject}</title>" in html
 
 
 def test_a_new_task_notification_says_so_in_the_subject() -> None:
