@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Mapping
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -273,7 +273,7 @@ class BeaconGraphQL(GraphQL[Context, None]):
         return await super().on_ws_connect(context)
 
     @staticmethod
-    def _refuse(websocket: WebSocket, message: str, code: str) -> None:
+    def _refuse(websocket: WebSocket, message: str, code: str) -> NoReturn:
         """Refuse a connection_init: close code 4429 with `message` as the reason
         (graphql-ws first sends it as a connection_error, with `code`)."""
         refuse_with(websocket, TOO_MANY_CONNECTIONS_CODE, message)

@@ -20,6 +20,7 @@ with a timer per request: on the pixel's path a request costs two attribute stor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import time
@@ -178,6 +179,7 @@ def serve(app: Any, settings: Settings, **options: Any) -> None:
         **options,
     )
     server = LimitedServer(config)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run
+        server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
