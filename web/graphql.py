@@ -253,13 +253,14 @@ class BeaconGraphQL(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         header = context.request.headers.get("authorization")
         authorization = _authorization(context.connection_params) or header
-        context.viewer = await authenticate(self.services.db, authorization)
-        if context.viewer is None:
-            raise ConnectionRejectionError({"message": "a valid API token is required"})
         websocket = cast(WebSocket, context.request)
+        # Counted before the token is looked up, as on HTTP (web/rate_limits.py).
         wait = self.rate_limiter.check_token(authorization)
         if wait:
             self._refuse(websocket, rate_limited_message(wait), "RATE_LIMITED")
+        context.viewer = await authenticate(self.services.db, authorization)
+        if context.viewer is None:
+            raise ConnectionRejectionError({"message": "a valid API token is required"})
         key = bearer_key(authorization)
         if key is not None and _SLOT not in websocket.scope:
             if not self.slots.acquire(key):
