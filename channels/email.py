@@ -400,14 +400,15 @@ class EmailSender:
             for result in await self._transact(email, valid, server):
                 by_address[result.address] = result
                 if result.outcome is not Outcome.ACCEPTED:
+                    # A recipient's address is personal data: only at debug level.
                     log.info(
-                        "email %s to %s via %s: %s %s",
+                        "email %s via %s: a recipient %s %s",
                         email.message_id,
-                        result.address,
                         server.display,
                         result.outcome,
                         result.code,
                     )
+                    log.debug("email %s: %s %s", email.message_id, result.address, result.outcome)
         return [by_address.get(r) or _invalid_recipient(r) for r in email.recipients]
 
     async def _local_name(self) -> str:

@@ -254,7 +254,7 @@ def _classify(
 
 def _slack_refusal(reply: bytes) -> str | None:
     """The error of a Slack-style `{"ok": false, "error": ...}` answer, if it is one."""
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # RecursionError: nested too deeply
         body = json.loads(reply)
         if isinstance(body, dict) and body.get("ok") is False:
             error = body.get("error")

@@ -78,7 +78,9 @@ async def record_bounce(
             raw=kept_part(raw),
         )
     if message is None:
-        log.info("a %s bounce names no message of ours: %s", source, report.summary)
+        # The summary names recipients (personal data): only at debug level.
+        log.info("a %s bounce names no message of ours (bounce %s)", source, bounce_id)
+        log.debug("bounce %s: %s", bounce_id, report.summary)
     return BounceOutcome(bounce_id, report, [change_of(row) for row in affected])
 
 

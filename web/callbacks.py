@@ -136,6 +136,8 @@ def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
             return JSONResponse({"error": "payload too large"}, status_code=413)
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        except RecursionError:
+            return JSONResponse({"error": "the JSON is nested too deeply"}, status_code=400)
         # Every phone number in the payload must belong to an account whose app secret
         # signed it; otherwise nothing in it is believed.
         secrets: list[str] = []

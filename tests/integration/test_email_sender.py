@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import ssl
@@ -150,6 +151,25 @@ async def test_when_every_recipient_is_refused_each_keeps_its_reply_and_nothing_
     ]
     assert [r.dead_address for r in results] == [True, False]
     assert smtp_sink.messages == []
+
+
+async def test_a_refused_recipients_address_is_logged_only_at_debug_level(
+    smtp_sink: SmtpSink, sender: EmailSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="channels.email")
+    await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
+    lines = [record.getMessage() for record in caplog.records if record.name == "channels.email"]
+    assert lines  # the refusal is logged...
+    assert not [line for line in lines if "reject@x.test" in line]  # ...without the address
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="channels.email")
+    await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
+    assert [
+        record.levelname
+        for record in caplog.records
+        if record.name == "channels.email" and "reject@x.test" in record.getMessage()
+    ] == ["DEBUG"]
 
 
 async def test_a_retry_sends_only_to_pending_recipients_with_the_same_message_id(
