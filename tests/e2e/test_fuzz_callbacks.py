@@ -141,9 +141,21 @@ async def snapshot(database_url: str) -> dict[str, Any]:
             }
             deliveries = metadata.tables["deliveries"]
             states = (await conn.execute(sa.select(deliveries.c.id, deliveries.c.state))).all()
+            events = metadata.tables["delivery_events"]
+            event_types: dict[str, int] = dict(
+                (
+                    await conn.execute(
+                        sa.select(events.c.type, sa.func.count()).group_by(events.c.type)
+                    )
+                ).all()
+            )
     finally:
         await db.dispose()
-    return {"counts": counts, "states": sorted((str(i), s) for i, s in states)}
+    return {
+        "counts": counts,
+        "states": sorted((str(i), s) for i, s in states),
+        "events": event_types,
+    }
 
 
 @pytest.fixture
@@ -171,9 +183,14 @@ async def sent_email(beacon: Beacon, database_url: str) -> dict[str, Any]:
     assert message.message_id is not None
 
     async def all_sent() -> dict[str, Any]:
+        # Settled: every delivery SENT with its 'sent' event written, no job left.
         state = await snapshot(database_url)
         assert state["states"], state
         assert {s for _, s in state["states"]} == {"SENT"}, state
+        assert state["counts"]["send_jobs"] == 0, state
+        assert state["events"].get("sent") == len(state["states"]), state
+        # ... and no event was being written while the snapshot was read.
+        assert state["counts"]["delivery_events"] == sum(state["events"].values()), state
         return state
 
     before = await eventually(all_sent)
