@@ -38,3 +38,24 @@ def history_expired(days: int | None = None) -> GraphQLError:
         f"This delivery is older than your plan's delivery history{window}; "
         "a higher plan shows a longer period.",
     )
+
+
+# How a message names each address a person has.
+_ADDRESS_NAMES = {
+    "email": ("email", "email address"),
+    "telegram_chat_id": ("telegramChatId", "Telegram chat id"),
+    "phone": ("phone", "phone number"),
+    "webhook_url": ("webhookUrl", "webhook URL"),
+}
+
+
+def duplicate_address(column: str, person_id: str, person_name: str) -> GraphQLError:
+    """One address per channel in an account: another person already has this one."""
+    field, label = _ADDRESS_NAMES[column]
+    return _error(
+        "DUPLICATE_ADDRESS",
+        f"{person_name[:100]} (person {person_id}) already has this {label}: "
+        "one address belongs to one person in an account.",
+        field=field,
+        personId=person_id,
+    )

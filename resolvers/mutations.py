@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from graphql import GraphQLError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +38,7 @@ from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.notify import enqueue_notification
 from resolvers.context import Info, parse_id
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import bad_input, duplicate_address, not_found
 from resolvers.feed import require_within_history
 from resolvers.scenarios import fire_scenarios
 from resolvers.text import multi_line, one_line, shown
@@ -168,21 +169,31 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
 
 async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
-    async with info.context.db.write() as conn:
-        return await db_accounts.add_person(
-            conn, account_id=viewer.account_id, kind=kind, **fields.values
-        )
+    try:
+        async with info.context.db.write() as conn:
+            return await db_accounts.add_person(
+                conn, account_id=viewer.account_id, kind=kind, **fields.values
+            )
+    except db_accounts.AddressTaken as taken:
+        raise _duplicate(taken) from None
 
 
 async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
-    async with info.context.db.write() as conn:
-        row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
+    try:
+        async with info.context.db.write() as conn:
+            row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
+    except db_accounts.AddressTaken as taken:
+        raise _duplicate(taken) from None
     if row is None:
         raise not_found("person")
     info.context.reset_loaders()
     return row
+
+
+def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
+    return duplicate_address(taken.column, str(taken.holder.id), taken.holder.name)
 
 
 async def configured_channels(conn: AsyncConnection, account_id: uuid.UUID) -> frozenset[Channel]:
