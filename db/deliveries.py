@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
-from db.tables import deliveries, delivery_events, messages, notifications
+from db.tables import comments, deliveries, delivery_events, messages, notifications
 
 # A delivery with the task and comment its notification is about.
 _WITH_TARGET = sa.select(
@@ -86,6 +86,54 @@ async def deliveries_by_task(
     return grouped
 
 
+async def deliveries_of_tasks(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """Every delivery of each task: its own notification's and its comments', each with
+    its task and comment and whether that comment is a system one (`is_system`, null for
+    the task's own)."""
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.add_columns(comments.c.is_system)
+            .outerjoin(comments, comments.c.id == notifications.c.comment_id)
+            .where(notifications.c.task_id.in_(task_ids))
+            .order_by(notifications.c.created_at, *_ORDER)
+        )
+    ).all()
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row.task_id].append(row)
+    return grouped
+
+
+async def status_counts_by_task(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID], *, since: dt.datetime
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """How many of each task's deliveries (as `deliveries_of_tasks` finds them) are in
+    each state, of notifications from `since` on: rows of (task_id, is_system, state,
+    deliveries, held, held_until), where `held` counts those the rate limit holds back
+    and `held_until` is the earliest time it holds one to (meaningful for QUEUED only)."""
+    query = (
+        sa.select(
+            notifications.c.task_id,
+            comments.c.is_system,
+            deliveries.c.state,
+            sa.func.count().label("deliveries"),
+            sa.func.count(deliveries.c.held_until).label("held"),
+            sa.func.min(deliveries.c.held_until).label("held_until"),
+        )
+        .select_from(deliveries)
+        .join(notifications, notifications.c.id == deliveries.c.notification_id)
+        .outerjoin(comments, comments.c.id == notifications.c.comment_id)
+        .where(notifications.c.task_id.in_(task_ids), notifications.c.created_at >= since)
+        .group_by(notifications.c.task_id, comments.c.is_system, deliveries.c.state)
+    )
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in (await conn.execute(query)).all():
+        grouped[row.task_id].append(row)
+    return grouped
+
+
 async def events_by_delivery(
     conn: AsyncConnection, delivery_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Row[Any]]]:
@@ -145,7 +193,8 @@ async def transition(
     new_state: DeliveryState,
     values: dict[str, Any],
 ) -> list[uuid.UUID]:
-    """Move the deliveries that may enter `new_state`; returns the ids that moved."""
+    """Move the deliveries that may enter `new_state`; returns the ids that moved. A
+    state change ends any hold of the rate limit."""
     if not delivery_ids:
         return []
     result = await conn.execute(
@@ -154,10 +203,24 @@ async def transition(
             deliveries.c.id.in_(delivery_ids),
             deliveries.c.state.in_([state.value for state in predecessors(new_state)]),
         )
-        .values(state=new_state.value, **values)
+        .values(state=new_state.value, held_until=None, **values)
         .returning(deliveries.c.id)
     )
     return [row.id for row in result.all()]
+
+
+async def hold(
+    conn: AsyncConnection, delivery_ids: Sequence[uuid.UUID], until: dt.datetime
+) -> None:
+    """The rate limit holds these deliveries back until then (those still queued)."""
+    await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.state == DeliveryState.QUEUED.value,
+        )
+        .values(held_until=until)
+    )
 
 
 @dataclass(frozen=True)
