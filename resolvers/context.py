@@ -58,7 +58,7 @@ class Context:
     def loaders(self) -> Loaders:
         viewer = self.require_viewer()
         if self._loaders is None:
-            self._loaders = Loaders(self.db, viewer.account_id)
+            self._loaders = Loaders(self.db, viewer.account_id, self.history_cutoff)
         return self._loaders
 
     def reset_loaders(self) -> None:

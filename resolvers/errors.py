@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from graphql import GraphQLError
 
 
@@ -58,4 +60,17 @@ def duplicate_address(column: str, person_id: str, person_name: str) -> GraphQLE
         "one address belongs to one person in an account.",
         field=field,
         personId=person_id,
+    )
+
+
+def address_suppressed(channel: str, address: str, reason: str, since: dt.datetime) -> GraphQLError:
+    """A resend to an address on the suppression list would only fail again."""
+    return _error(
+        "ADDRESS_SUPPRESSED",
+        f"{address} is suppressed on {channel} since {since.isoformat()} because "
+        f"{reason[:200]}. Lift the suppression (liftSuppression) to send to it again.",
+        channel=channel,
+        address=address,
+        reason=reason,
+        since=since.isoformat(),
     )

@@ -38,7 +38,7 @@ from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.notify import enqueue_notification
 from resolvers.context import Info, parse_id
-from resolvers.errors import bad_input, duplicate_address, not_found
+from resolvers.errors import address_suppressed, bad_input, duplicate_address, not_found
 from resolvers.feed import require_within_history
 from resolvers.scenarios import fire_scenarios
 from resolvers.text import multi_line, one_line, shown
@@ -315,6 +315,11 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
         if row.state != DeliveryState.FAILED.value:
             raise bad_input(
                 f"Only a failed delivery can be resent; this one is {row.state}.", field="id"
+            )
+        suppression = await db_suppressions.find(conn, viewer.account_id, row.channel, row.address)
+        if suppression is not None:
+            raise address_suppressed(
+                row.channel, suppression.address, suppression.reason, suppression.created_at
             )
         # A new attempt series: the old attempts and error stay in the event history.
         await db_deliveries.transition(
