@@ -21,7 +21,12 @@ def _setup_logging(settings: Settings) -> None:
     from web.logging import setup_logging
 
     # JSON lines by default (LOG_FORMAT=text for plain lines).
-    setup_logging(settings.log_format)
+    setup_logging(settings.log_format, _log_level(settings))
+
+
+def _log_level(settings: Settings) -> int:
+    """LOG_LEVEL (debug, info, warning, error) as a number; info when unknown."""
+    return logging.getLevelNamesMapping().get(settings.log_level, logging.INFO)
 
 
 async def _create_account(settings: Settings, name: str, plan: Plan, email: str) -> dict[str, str]:
@@ -130,10 +135,9 @@ def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
     from db.migrate import upgrade_sync
     from web.app import create_app
+    from web.server import serve
 
     if settings.is_sqlite:
         # The embedded default sets itself up; on PostgreSQL operators run `migrate`.
@@ -155,13 +159,13 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _flush_logs_and_die)
     app = create_app(settings)
     _tune_gc()
-    uvicorn.run(
+    # uvicorn, with header timeouts and a connection cap (web/server.py).
+    serve(
         app,
-        host=settings.host,
-        port=settings.port,
+        settings,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_level="info",
+        log_level=_log_level(settings),
         # Our middleware logs each request once, as JSON (web/logging.py); uvicorn's
         # loggers go through the same handler.
         access_log=False,

@@ -330,7 +330,11 @@ async def run_beacon(subscribers: int, seconds: float, hits: int) -> Outcome:
             await db.dispose()
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="beacon-bench-") as directory:
-            env = beacon_env(url, port, Path(directory) / "data", BROADCAST_URL="memory://")
+            # One token stands for every dashboard here: let it open them all.
+            env = beacon_env(
+                url, port, Path(directory) / "data", BROADCAST_URL="memory://",
+                WS_MAX_CONNECTIONS_PER_TOKEN=str(subscribers),
+            )  # fmt: skip
             async with serving(
                 beacon_command(), env, port, Path(directory) / "beacon.log"
             ) as server:

@@ -41,6 +41,10 @@ class RecipientResult:
     # For TRANSIENT: how long the provider asked us to wait (HTTP 429 Retry-After,
     # Telegram's parameters.retry_after), in seconds.
     retry_after: float | None = None
+    # For PERMANENT: the provider said the address itself is dead (an SMTP "550 5.1.1
+    # user unknown" at RCPT TO, a disabled mailbox), not that this message was refused:
+    # sending to it again cannot work, so the worker suppresses it.
+    dead_address: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
 
+from channels.addresses import BlockedAddress, public_address
 from channels.base import Outcome, RecipientResult
+from common.domain import NoticeKind
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,46 @@ def classify_smtp_reply(code: int) -> Outcome:
         return Outcome.PERMANENT
     # 4xx, and anything a server should not have said, may work on a later attempt.
     return Outcome.TRANSIENT
+
+
+# RFC 3463 statuses that say the recipient's address itself is dead: bad mailbox (5.1.1),
+# bad system (5.1.2), bad syntax (5.1.3), moved without forwarding (5.1.6), null MX
+# (5.1.10, RFC 7505), mailbox disabled (5.2.1). Not 5.1.7/5.1.8, which are about our
+# sender; not 5.1.0 ("other"), which servers also use for a refused sender; not 5.7.x,
+# a policy refusal that may well change.
+DEAD_MAILBOX_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"})
+# The enhanced status at the start of a reply's text (RFC 2034), e.g. "5.1.1 <bob@…>: …".
+_ENHANCED_STATUS = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# Without an enhanced status, only words that say the mailbox does not exist count: a bare
+# 550 is also what servers answer for spam and policy refusals.
+_NO_SUCH_MAILBOX = re.compile(
+    r"\b(?:user|recipient|mailbox|address|account)\s+(?:is\s+)?"
+    r"(?:unknown|not\s+found|does\s*n[o']?t\s+exist|disabled|deactivated)\b"
+    r"|\bunknown\s+(?:user|recipient|mailbox|address)\b"
+    r"|\bno\s+such\s+(?:user|recipient|mailbox|address|account)\b",
+    re.IGNORECASE,
+)
+
+
+def rejects_mailbox(code: int, text: str) -> bool:
+    """True when a 5xx reply to RCPT TO says the recipient's mailbox does not exist or is
+    disabled (a synchronous hard bounce), as opposed to a refusal for policy or content.
+
+    The enhanced status code decides where there is one; without one, a 5xx counts only
+    when its text says so ("User unknown", "No such user") and does not speak of the
+    sender."""
+    if not 500 <= code < 600:
+        return False
+    enhanced = _ENHANCED_STATUS.match(text.lstrip())
+    if enhanced is not None:
+        status = ".".join(str(int(part)) for part in enhanced.groups())
+        return status in DEAD_MAILBOX_STATUSES
+    return _NO_SUCH_MAILBOX.search(text) is not None and "sender" not in text.lower()
+
+
+# C0 controls (NUL, CR, LF, TAB, ...), DEL, C1 controls, and the Unicode line breaks:
+# never part of an address, and a NUL or a line break makes aiosmtplib raise.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Security(enum.StrEnum):
@@ -50,6 +92,11 @@ _SCHEMES: dict[str, tuple[Security, int]] = {
     "smtps": (Security.TLS, 465),
 }
 
+# Longer than any real relay URL; also what the accounts table keeps.
+MAX_URL_LENGTH = 500
+# What `masked_url` shows in place of the password.
+MASK = "********"
+
 
 @dataclass(frozen=True)
 class SmtpServer:
@@ -59,19 +106,32 @@ class SmtpServer:
     username: str | None = None
     # Kept out of repr (and so out of str, logs and tracebacks that show the object).
     password: str | None = field(default=None, repr=False)
+    # A tenant's server (the account's relay): connect only to a public address, the one
+    # that was checked (channels/addresses.py), and never echo what a non-SMTP service says.
+    pin_public: bool = False
 
     @classmethod
-    def from_url(cls, url: str) -> SmtpServer:
+    def from_url(cls, url: str, *, pin_public: bool = False) -> SmtpServer:
         # Messages never quote the URL itself: it may carry the password.
-        parts = urlsplit(url.strip())
+        if len(url) > MAX_URL_LENGTH:
+            raise ValueError(f"SMTP URL is longer than {MAX_URL_LENGTH} characters")
+        url = url.strip()
+        if _CONTROL.search(url) or any(char.isspace() for char in url):
+            raise ValueError("SMTP URL must not contain spaces or control characters")
+        parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in _SCHEMES:
             raise ValueError(
-                f"unsupported SMTP URL scheme {scheme!r}: use smtp://, smtp+starttls:// or smtps://"
+                f"unsupported SMTP URL scheme {scheme[:20]!r}: "
+                "use smtp://, smtp+starttls:// or smtps://"
             )
         security, default_port = _SCHEMES[scheme]
         if not parts.hostname:
             raise ValueError("SMTP URL has no host, expected e.g. smtp://mail.example.com:25")
+        try:
+            parts.hostname.encode("idna")  # what the resolver will be asked
+        except UnicodeError:
+            raise ValueError("SMTP URL has an invalid host name") from None
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("SMTP URL must not have a path, query or fragment")
         try:
@@ -86,6 +146,7 @@ class SmtpServer:
             security=security,
             username=unquote(parts.username) if parts.username is not None else None,
             password=unquote(parts.password) if parts.password is not None else None,
+            pin_public=pin_public,
         )
 
     @property
@@ -94,9 +155,42 @@ class SmtpServer:
         return f"{host}:{self.port}"
 
     def __str__(self) -> str:
-        scheme = next(name for name, (sec, _) in _SCHEMES.items() if sec is self.security)
         user = f"{self.username}@" if self.username is not None else ""
-        return f"{scheme}://{user}{self.display}"
+        return f"{self._scheme}://{user}{self.display}"
+
+    @property
+    def _scheme(self) -> str:
+        return next(name for name, (sec, _) in _SCHEMES.items() if sec is self.security)
+
+    @property
+    def masked_url(self) -> str:
+        """The URL as the API shows it: the password, a write-only secret, masked."""
+        user = ""
+        if self.username is not None:
+            user = quote(self.username, safe="")
+            if self.password is not None:
+                user += f":{MASK}"
+            user += "@"
+        return f"{self._scheme}://{user}{self.display}"
+
+    def same_place(self, other: SmtpServer) -> bool:
+        """The same server and login, whatever the password."""
+        return (self.security, self.host, self.port, self.username) == (
+            other.security,
+            other.host,
+            other.port,
+            other.username,
+        )
+
+
+def masked_relay(url: str | None) -> str | None:
+    """An account's relay URL as the API shows it: the password masked."""
+    if url is None:
+        return None
+    try:
+        return SmtpServer.from_url(url).masked_url
+    except ValueError:
+        return "(not a valid SMTP URL)"
 
 
 @dataclass(frozen=True)
@@ -133,10 +227,13 @@ def render_mime(email: OutgoingEmail, *, utf8: bool = False) -> bytes:
     text = _text_part("plain", email.text)
     html = _encoded_part("html", email.html)
     boundary = _boundary(text, html)
+    # An address with a control character is never sent to (`_sendable`), and would
+    # break the header for every other addressee: it is left out.
+    to = [address for address in email.to if not _CONTROL.search(address)]
     head = b"".join(
         (
             _header("From", email.from_header, utf8),
-            _address_list("To", email.to, utf8) if email.to else b"",
+            _address_list("To", to, utf8) if to else b"",
             _header("Subject", email.subject, utf8),
             b"Date: " + format_datetime(datetime.now(UTC), usegmt=True).encode() + _CRLF,
             _message_id(email.message_id, utf8),
@@ -234,6 +331,8 @@ def _announced_host(greeting: aiosmtplib.SMTPResponse) -> str | None:
 
 
 def _sendable(address: str) -> bool:
+    if _CONTROL.search(address):
+        return False
     if _PLAIN_ADDRESS.match(address):
         return True  # what parse_address would accept unchanged, without its parser
     try:
@@ -241,6 +340,15 @@ def _sendable(address: str) -> bool:
     except ValueError:
         return False
     return bool(address.strip())
+
+
+def _invalid_recipient(address: str) -> RecipientResult:
+    # repr shows a control character as an escape; long input is cut.
+    shown = repr(address) if len(address) <= 200 else repr(address[:200]) + "…"
+    why = ": it contains a control character" if _CONTROL.search(address) else ""
+    return RecipientResult(
+        address, Outcome.PERMANENT, "INVALID_ADDRESS", f"invalid recipient address {shown}{why}"
+    )
 
 
 def _all(
@@ -292,21 +400,16 @@ class EmailSender:
             for result in await self._transact(email, valid, server):
                 by_address[result.address] = result
                 if result.outcome is not Outcome.ACCEPTED:
+                    # A recipient's address is personal data: only at debug level.
                     log.info(
-                        "email %s to %s via %s: %s %s",
+                        "email %s via %s: a recipient %s %s",
                         email.message_id,
-                        result.address,
                         server.display,
                         result.outcome,
                         result.code,
                     )
-        return [
-            by_address.get(r)
-            or RecipientResult(
-                r, Outcome.PERMANENT, "INVALID_ADDRESS", f"invalid recipient address {r!r}"
-            )
-            for r in email.recipients
-        ]
+                    log.debug("email %s: %s %s", email.message_id, result.address, result.outcome)
+        return [by_address.get(r) or _invalid_recipient(r) for r in email.recipients]
 
     async def _local_name(self) -> str:
         # aiosmtplib would look this up (socket.getfqdn, possibly slow DNS) on every
@@ -327,23 +430,41 @@ class EmailSender:
                     # The server dropped the idle connection before MAIL FROM was
                     # answered: nothing was sent, so a fresh connection is safe.
                     pass
-            client = self._client(server)
+            try:
+                client = await self._client(server)
+            except BlockedAddress as blocked:
+                log.info("refused the relay %s: it resolves to %s", server.display, blocked.address)
+                return _all(
+                    recipients,
+                    Outcome.PERMANENT,
+                    "BLOCKED_ADDRESS",
+                    f"{blocked}: the account's SMTP relay must be a public server",
+                )
+            except (OSError, TimeoutError) as exc:
+                return _failure(recipients, exc, _Phase.CONNECT, server)
             try:
                 connection = await self._open(client, server)
             except _Refusal as refusal:
                 return _all(recipients, Outcome.TRANSIENT, refusal.code, refusal.message)
             except _OpenFailed as failed:
                 client.close()
+                if client.sock is not None:
+                    client.sock.close()  # ours (pinned); aiosmtplib may not have taken it
                 return _failure(recipients, failed.error, failed.phase, server)
             try:
                 return await self._deliver(connection, email, recipients, server)
             except _StaleConnection as stale:
                 return _failure(recipients, stale.error, _Phase.SEND, server)
 
-    def _client(self, server: SmtpServer) -> aiosmtplib.SMTP:
+    async def _client(self, server: SmtpServer) -> aiosmtplib.SMTP:
+        """A client for `server`; for a pinned server, on a socket already connected to
+        the address that was checked. aiosmtplib still knows the server by its name, so
+        TLS (implicit or STARTTLS) sends it as SNI and checks the certificate against it."""
+        sock = await self._pinned_socket(server) if server.pin_public else None
         return aiosmtplib.SMTP(
             hostname=server.host,
-            port=server.port,
+            port=None if sock is not None else server.port,
+            sock=sock,
             use_tls=server.security is Security.TLS,
             # STARTTLS is done explicitly so that "not offered" is reported as such;
             # smtp:// never upgrades (no opportunistic TLS).
@@ -352,6 +473,22 @@ class EmailSender:
             local_hostname=self._local_hostname,
             tls_context=self._tls_context,
         )
+
+    async def _pinned_socket(self, server: SmtpServer) -> socket.socket:
+        """A TCP connection to the public address `server.host` resolves to (raises
+        BlockedAddress for a non-public one)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._timeout):
+            address = await public_address(server.host, server.port)
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, (address, server.port))
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     async def _open(self, client: aiosmtplib.SMTP, server: SmtpServer) -> _Connection:
         """Connect, and STARTTLS and log in where the URL asks for it."""
@@ -391,7 +528,7 @@ class EmailSender:
             codes = {err.recipient: err for err in exc.recipients}
             # aiosmtplib sent RSET: the connection is clean and can serve the next one.
             self._pool.give_back(server, connection)
-            return [_refused(r, codes[r].code, codes[r].message) for r in recipients]
+            return [_refused(r, codes[r].code, codes[r].message, at_rcpt=True) for r in recipients]
         except aiosmtplib.SMTPServerDisconnected as exc:
             client.close()
             if connection.used and not client.is_connected:
@@ -404,7 +541,7 @@ class EmailSender:
         connection.used += 1
         self._pool.give_back(server, connection)
         return [
-            _refused(r, refused[r].code, refused[r].message)
+            _refused(r, refused[r].code, refused[r].message, at_rcpt=True)
             if r in refused
             else RecipientResult(
                 r, Outcome.ACCEPTED, "250", _reply_text(250, data_reply), connection.accepted_by
@@ -521,17 +658,35 @@ async def _quit_and_close(client: aiosmtplib.SMTP) -> None:
     client.close()
 
 
-def _refused(address: str, code: int, text: str) -> RecipientResult:
+def _refused(address: str, code: int, text: str, *, at_rcpt: bool = False) -> RecipientResult:
     if code < 0:
         # aiosmtplib's code for a reply it could not parse; `text` describes it.
         return RecipientResult(address, Outcome.TRANSIENT, "INVALID_RESPONSE", text)
-    return RecipientResult(address, classify_smtp_reply(code), str(code), _reply_text(code, text))
+    return RecipientResult(
+        address,
+        classify_smtp_reply(code),
+        str(code),
+        _reply_text(code, text),
+        # Only a reply to RCPT TO is about the recipient's address; a 5.1.1 to MAIL FROM
+        # is about our sender.
+        dead_address=at_rcpt and rejects_mailbox(code, text),
+    )
 
 
 def _failure(
     recipients: list[str], exc: Exception, phase: _Phase, server: SmtpServer
 ) -> list[RecipientResult]:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if exc.code < 0 and server.pin_public:
+            # Not SMTP at all (an SSH or database banner, say): a tenant's relay URL must
+            # not become a way to read what other services announce.
+            log.debug("%s answered a non-SMTP reply: %r", server.display, exc.message[:200])
+            return _all(
+                recipients,
+                Outcome.TRANSIENT,
+                "INVALID_RESPONSE",
+                f"{server.display} did not answer like an SMTP server",
+            )
         # A reply to EHLO, AUTH, MAIL FROM or DATA (or a 4xx/5xx greeting) concerns
         # every recipient of this transaction.
         text = _redact(exc.message, server.password)
@@ -550,8 +705,8 @@ def _network_failure(exc: Exception, phase: _Phase) -> tuple[str, str]:
         return "TLS_ERROR", str(cause) if isinstance(cause, ssl.SSLError) else description
     if isinstance(exc, ConnectionRefusedError) or isinstance(cause, ConnectionRefusedError):
         return "CONNECTION_REFUSED", "connection refused"
-    if isinstance(cause, socket.gaierror):
-        return "HOST_NOT_FOUND", f"host name lookup failed: {cause}"
+    if isinstance(exc, socket.gaierror) or isinstance(cause, socket.gaierror):
+        return "HOST_NOT_FOUND", f"host name lookup failed: {cause or exc}"
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected) or isinstance(
         cause, aiosmtplib.SMTPServerDisconnected
     ):
@@ -576,28 +731,54 @@ async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
             await client.quit()
 
 
+# What each kind of notification says first: the subject (before the task's title) and
+# the opening of the text (with the author's name, where there is one).
+_SUBJECTS = {
+    NoticeKind.NEW_TASK: "New task: ",
+    NoticeKind.NEW_COMMENT: "New comment on ",
+    NoticeKind.SYSTEM_COMMENT: "Automated comment on ",
+    NoticeKind.SCENARIO_MESSAGE: "Message about ",
+}
+
+
+def _opening(kind: NoticeKind, author_name: str | None) -> str:
+    """The sentence before the task's title: "Ann commented on", "A message about"."""
+    if kind is NoticeKind.NEW_TASK:
+        return f"{author_name} created a new task" if author_name else "A new task was created"
+    if kind is NoticeKind.SYSTEM_COMMENT:
+        return "An automation commented on"
+    if kind is NoticeKind.SCENARIO_MESSAGE:
+        return "A message about the task"
+    return f"{author_name or 'Someone'} commented on"
+
+
 def render_notification(
     task_title: str,
     comment_body: str | None,
     author_name: str | None,
     pixel_url: str | None,
+    kind: NoticeKind | None = None,
 ) -> tuple[str, str, str]:
-    """(subject, text, html) for a task or comment notification."""
+    """(subject, text, html) for a notification; `kind` says what happened (by default:
+    a new task without a comment body, else a person's comment)."""
+    if kind is None:
+        kind = NoticeKind.NEW_TASK if comment_body is None else NoticeKind.NEW_COMMENT
     # Header values cannot contain line breaks; a title typed with one must still send.
     title_line = " ".join(task_title.split())
     title = html.escape(task_title)
     style = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
-    if comment_body is None:
-        subject = f"[Beacon] New task: {title_line}"
-        who = f"{author_name} created a new task" if author_name else "A new task was created"
-        text = f"{who}: {task_title}\n"
-        body = f"<p>{html.escape(who)}: <strong>{title}</strong></p>"
+    subject = f"[Beacon] {_SUBJECTS[kind]}{title_line}"
+    opening = _opening(kind, author_name)
+    if kind is NoticeKind.NEW_TASK or comment_body is None:
+        text = f"{opening}: {task_title}\n"
+        body = f"<p>{html.escape(opening)}: <strong>{title}</strong></p>"
     else:
-        subject = f"[Beacon] {title_line}"
-        who = author_name or "Someone"
-        text = f"{who} commented on {task_title}:\n\n{comment_body}\n"
+        text = f"{opening} {task_title}:\n\n{comment_body}\n"
+        lead = html.escape(opening)
+        if kind is NoticeKind.NEW_COMMENT:  # the author's name stands out
+            lead = f"<strong>{html.escape(author_name or 'Someone')}</strong> commented on"
         body = (
-            f"<p><strong>{html.escape(who)}</strong> commented on <strong>{title}</strong>:</p>\n"
+            f"<p>{lead} <strong>{title}</strong>:</p>\n"
             f'<div style="white-space:pre-wrap">{html.escape(comment_body)}</div>'
         )
     document = (

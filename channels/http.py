@@ -59,7 +59,7 @@ def json_object(response: httpx.Response) -> dict[str, object] | None:
     from a proxy in front of the provider, say)."""
     try:
         body = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     return body if isinstance(body, dict) else None
 

@@ -28,7 +28,7 @@ def messenger_channels(settings: Settings) -> dict[Channel, MessengerChannel]:
             status_callback_url=f"{settings.public_base_url}/callbacks/sms",
         ),
         Channel.WEBHOOK: WebhookChannel(
-            timeout=timeout, allow_private=settings.webhook_allow_private
+            timeout=timeout, allow_private=settings.allow_private_networks
         ),
         Channel.IN_APP: InAppChannel(),
     }

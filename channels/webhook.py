@@ -6,10 +6,9 @@ Signature scheme, for receivers: `X-Beacon-Timestamp: <unix seconds>` and
 timestamp with the body lets a receiver refuse a replayed request (see `verify`).
 
 A tenant chooses the URL, so the server must not become a way into its own network
-(SSRF): hosts that resolve to loopback, private, link-local, unique-local or unspecified
-addresses are refused unless `allow_private`, and the request goes to exactly the address
-that was checked, so a DNS answer that changes between the check and the connection
-(DNS rebinding) cannot slip through. Redirects are never followed.
+(SSRF): hosts that resolve to non-public addresses are refused unless `allow_private`,
+and the request goes to exactly the address that was checked (channels/addresses.py,
+shared with the account's SMTP relay). Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import time
 
 import httpx
 
+from channels.addresses import BlockedAddress, public_address
 from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
 from channels.http import (
     WIRE_PATH,
@@ -77,45 +75,6 @@ def verify(
         for part in signature_header.split(",")
     ]
     return any(matches)
-
-
-# --- Address guard (SSRF) ---
-
-
-class _BlockedAddress(Exception):
-    def __init__(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-        super().__init__(f"{host} resolves to {address}, a non-public address")
-
-
-def is_blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for an address a webhook must not reach unless private targets are allowed."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # ::ffff:127.0.0.1 is 127.0.0.1.
-        address = address.ipv4_mapped
-    return (
-        address.is_loopback
-        or address.is_private  # includes IPv6 unique-local fc00::/7
-        or address.is_link_local  # 169.254/16, where cloud metadata services live; fe80::/10
-        or address.is_unspecified
-        or address.is_multicast
-        or address.is_reserved
-        # Anything else not globally routable (100.64/10 carrier-grade NAT, ...).
-        or not address.is_global
-    )
-
-
-async def _public_address(host: str, port: int) -> str:
-    """The address to connect to: `host` resolved, every answer checked."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    if not addresses:
-        raise socket.gaierror(f"no address for {host}")
-    # One bad answer refuses the host: a name that resolves both ways is a trap.
-    for address in addresses:
-        if is_blocked(address):
-            raise _BlockedAddress(host, address)
-    return str(addresses[0])
 
 
 # --- The channel ---
@@ -173,7 +132,7 @@ class WebhookChannel:
                 status, reply, retry_after, reason = await self._post(
                     target, headers, body, extensions
                 )
-        except _BlockedAddress as blocked:
+        except BlockedAddress as blocked:
             return RecipientResult(address, Outcome.PERMANENT, "BLOCKED_ADDRESS", str(blocked))
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             return transport_failure(address, exc, host=host, secrets=(secret,))
@@ -189,7 +148,7 @@ class WebhookChannel:
             return url, {}
         # raw_host is the ASCII (IDNA) form of the name, as DNS and TLS know it.
         name = url.raw_host.decode("ascii")
-        address = await _public_address(name, url.port or _default_port(url.scheme))
+        address = await public_address(name, url.port or _default_port(url.scheme))
         headers["Host"] = url.netloc.decode("ascii")
         extensions: dict[str, object] = {}
         if url.scheme == "https":
@@ -295,7 +254,7 @@ def _classify(
 
 def _slack_refusal(reply: bytes) -> str | None:
     """The error of a Slack-style `{"ok": false, "error": ...}` answer, if it is one."""
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # RecursionError: nested too deeply
         body = json.loads(reply)
         if isinstance(body, dict) and body.get("ok") is False:
             error = body.get("error")

@@ -48,6 +48,16 @@ class NotificationKind(enum.StrEnum):
     COMMENT_ADDED = "COMMENT_ADDED"
 
 
+class NoticeKind(enum.StrEnum):
+    """What a notification says happened: its subject line (and a messenger's first
+    line) starts with that."""
+
+    NEW_TASK = "NEW_TASK"
+    NEW_COMMENT = "NEW_COMMENT"  # a person's comment
+    SYSTEM_COMMENT = "SYSTEM_COMMENT"  # a comment written by automation, with no author
+    SCENARIO_MESSAGE = "SCENARIO_MESSAGE"  # a scenario's own text (its template)
+
+
 # Which state may follow which (DESIGN.md section 2). A state never moves backwards:
 # a late "sent" after "read" changes nothing but the history.
 _ALLOWED: dict[DeliveryState, frozenset[DeliveryState]] = {

@@ -76,3 +76,9 @@ PIXEL_COMMIT_SECONDS = Histogram(
     "one connects first) to the durable commit, the write-ahead-log flush included.",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+REQUESTS_LIMITED = Counter(
+    "beacon_requests_limited_total",
+    "Connections, requests and websockets refused or closed by a request limit "
+    "(docs/adr/0015-request-limits.md), by limit.",
+    ["limit"],
+)

@@ -57,7 +57,11 @@ class Settings:
     whatsapp_api_url: str
     twilio_api_url: str
     http_timeout_seconds: float
-    webhook_allow_private: bool
+    # Tenants' webhooks and SMTP relays may reach loopback and private networks.
+    allow_private_networks: bool
+    # The shared secret an MTA sends to POST /callbacks/email-bounce; None: the route
+    # refuses everything.
+    bounce_webhook_secret: str | None = field(repr=False)
     # Scale-out and operations (issue 6)
     broadcast_prefix: str
     log_format: str
@@ -70,6 +74,18 @@ class Settings:
     pixel_commit_window_seconds: float
     live_poll_seconds: float
     live_gap_seconds: float
+    # Request limits (issue 13; docs/adr/0015-request-limits.md)
+    log_level: str
+    graphql_max_body_bytes: int
+    graphql_max_document_bytes: int
+    max_header_bytes: int
+    header_timeout_seconds: float
+    body_timeout_seconds: float
+    max_connections: int
+    ws_connection_init_timeout_seconds: float
+    ws_max_connections_per_token: int
+    rate_limit_per_minute: int
+    rate_limit_per_ip_per_minute: int
 
     @property
     def embedded(self) -> bool:
@@ -105,11 +121,14 @@ class Settings:
         host = env.get("HOST", "127.0.0.1")
         port = int(env.get("PORT", "8000"))
         mail_from = env.get("MAIL_FROM", "Beacon <notifications@localhost>")
+        smtp_url = env.get("SMTP_URL") or None
+        # Rate limits guard a shared server; the embedded default is one developer's.
+        rate_limited = smtp_url is not None
         return cls(
             data_dir=data_dir,
             database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'beacon.sqlite3'}",
             broadcast_url=env.get("BROADCAST_URL", "memory://"),
-            smtp_url=env.get("SMTP_URL") or None,
+            smtp_url=smtp_url,
             mail_from=mail_from,
             public_base_url=env.get("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
             secret_key=_secret_key(env.get("SECRET_KEY"), data_dir),
@@ -148,9 +167,13 @@ class Settings:
             ),
             twilio_api_url=env.get("TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             http_timeout_seconds=float(env.get("HTTP_TIMEOUT_SECONDS", "15")),
-            # Webhooks to loopback and private networks are refused unless allowed: a
-            # tenant must not make the server call its own neighbours (SSRF).
-            webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", "0")),
+            # Webhooks and account relays to loopback and private networks are refused
+            # unless allowed: a tenant must not make the server call its own neighbours
+            # (SSRF). WEBHOOK_ALLOW_PRIVATE is the older name of the same switch.
+            allow_private_networks=_flag(
+                env.get("ALLOW_PRIVATE_NETWORKS") or env.get("WEBHOOK_ALLOW_PRIVATE") or "0"
+            ),
+            bounce_webhook_secret=env.get("BOUNCE_WEBHOOK_SECRET") or None,
             # Put in front of every broadcast channel name: deployments (or test runs)
             # sharing one Redis do not hear each other.
             broadcast_prefix=env.get("BROADCAST_PREFIX", ""),
@@ -168,6 +191,24 @@ class Settings:
             pixel_commit_window_seconds=float(env.get("PIXEL_COMMIT_WINDOW_MS", "20")) / 1000,
             live_poll_seconds=float(env.get("LIVE_POLL_SECONDS", "1")),
             live_gap_seconds=float(env.get("LIVE_GAP_SECONDS", "30")),
+            log_level=env.get("LOG_LEVEL", "info").strip().upper(),
+            # What a client may send and for how long, before any of it is parsed.
+            graphql_max_body_bytes=int(env.get("GRAPHQL_MAX_BODY_BYTES", str(1024 * 1024))),
+            graphql_max_document_bytes=int(env.get("GRAPHQL_MAX_DOCUMENT_BYTES", "65536")),
+            max_header_bytes=int(env.get("MAX_HEADER_BYTES", "65536")),
+            header_timeout_seconds=float(env.get("HEADER_TIMEOUT_SECONDS", "10")),
+            body_timeout_seconds=float(env.get("BODY_TIMEOUT_SECONDS", "30")),
+            max_connections=int(env.get("MAX_CONNECTIONS", "10000")),
+            ws_connection_init_timeout_seconds=float(
+                env.get("WS_CONNECTION_INIT_TIMEOUT_SECONDS", "60")
+            ),
+            ws_max_connections_per_token=int(env.get("WS_MAX_CONNECTIONS_PER_TOKEN", "50")),
+            rate_limit_per_minute=int(
+                env.get("RATE_LIMIT_PER_MINUTE", "1200" if rate_limited else "0")
+            ),
+            rate_limit_per_ip_per_minute=int(
+                env.get("RATE_LIMIT_PER_IP_PER_MINUTE", "3000" if rate_limited else "0")
+            ),
         )
 
 

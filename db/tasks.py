@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.domain import NoticeKind
 from db.tables import comments, people, task_subscribers, tasks
 
 
@@ -25,6 +26,8 @@ class InvalidCursor(ValueError):
 class Page:
     rows: Sequence[Row[Any]]
     has_next: bool
+    # Only a page read backwards (`last`/`before`) tells whether earlier rows exist.
+    has_previous: bool = False
 
 
 def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
@@ -178,11 +181,33 @@ async def page_comments(
     return Page(rows=rows[:first], has_next=len(rows) > first)
 
 
+async def page_comments_backwards(
+    conn: AsyncConnection,
+    task_id: uuid.UUID,
+    *,
+    include_system: bool,
+    last: int,
+    before: str | None,
+) -> Page:
+    """The `last` comments before the cursor (the newest, without one), still oldest
+    first: a feed that opens at its newest comments and loads earlier ones on demand."""
+    query = comments.select().where(comments.c.task_id == task_id)
+    if not include_system:
+        query = query.where(comments.c.is_system.is_(False))
+    if before is not None:
+        created_at, row_id = decode_cursor(before)
+        query = query.where(sa.tuple_(comments.c.created_at, comments.c.id) < (created_at, row_id))
+    newest_first = query.order_by(comments.c.created_at.desc(), comments.c.id.desc())
+    rows = (await conn.execute(newest_first.limit(last + 1))).all()
+    return Page(rows=rows[:last][::-1], has_next=False, has_previous=len(rows) > last)
+
+
 @dataclass(frozen=True)
 class NotificationContent:
     task_title: str
     comment_body: str | None
     author_name: str | None
+    kind: NoticeKind = NoticeKind.NEW_COMMENT
 
 
 async def notification_content(
@@ -191,18 +216,25 @@ async def notification_content(
     comment_id: uuid.UUID | None,
     message_text: str | None = None,
 ) -> NotificationContent:
-    """What a notification says: the task's title and, for a comment, its text and author
-    (or the notification's own text, when a scenario wrote it)."""
-    title = (await conn.execute(sa.select(tasks.c.title).where(tasks.c.id == task_id))).scalar_one()
+    """What a notification says: the task's title and who created it, or, for a comment,
+    its text and author (or the notification's own text, when a scenario wrote it)."""
+    task = (
+        await conn.execute(
+            sa.select(tasks.c.title, people.c.name)
+            .select_from(tasks.outerjoin(people, people.c.id == tasks.c.created_by))
+            .where(tasks.c.id == task_id)
+        )
+    ).one()
     if message_text is not None:
-        return NotificationContent(task_title=title, comment_body=message_text, author_name=None)
+        return NotificationContent(task.title, message_text, None, kind=NoticeKind.SCENARIO_MESSAGE)
     if comment_id is None:
-        return NotificationContent(task_title=title, comment_body=None, author_name=None)
+        return NotificationContent(task.title, None, task.name, kind=NoticeKind.NEW_TASK)
     row = (
         await conn.execute(
-            sa.select(comments.c.body, people.c.name)
+            sa.select(comments.c.body, comments.c.is_system, people.c.name)
             .select_from(comments.outerjoin(people, people.c.id == comments.c.author_id))
             .where(comments.c.id == comment_id)
         )
     ).one()
-    return NotificationContent(task_title=title, comment_body=row.body, author_name=row.name)
+    kind = NoticeKind.SYSTEM_COMMENT if row.is_system else NoticeKind.NEW_COMMENT
+    return NotificationContent(task.title, row.body, row.name, kind=kind)

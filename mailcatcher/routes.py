@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from html import escape
+from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mailcatcher.store import MailStore, StoredMessage
@@ -21,22 +24,48 @@ iframe{width:100%;height:32rem;border:1px solid #d0d7de;border-radius:4px}
 pre{white-space:pre-wrap;background:#f6f8fa;padding:.75rem;border-radius:4px}
 """
 
-# The catcher shows mail written by anyone who can reach the SMTP port: our own pages
-# run no script at all, and the message HTML sits in a sandboxed iframe.
-_HEADERS = {"Content-Security-Policy": "script-src 'none'; object-src 'none'"}
+# The catcher shows mail written by anyone who can reach the SMTP port: our pages run
+# one script of our own (local times) and nothing inline, every message text is escaped,
+# and the message HTML sits in a sandboxed iframe that may not run scripts at all.
+_HEADERS = {
+    "Content-Security-Policy": "script-src 'self'; object-src 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+_LOCAL_TIMES = Path(__file__).resolve().parent / "local_times.js"
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style>"
+        '<script defer src="/mailbox/local-times.js"></script></head>\n'
         f"<body>\n{body}\n</body></html>\n"
     )
     return HTMLResponse(document, status_code=status_code, headers=_HEADERS)
 
 
-def _time(message: StoredMessage) -> str:
-    return message.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+def _time(instant: datetime) -> str:
+    """A <time> in UTC, which local_times.js shows in the viewer's own zone."""
+    utc = instant.astimezone(UTC)
+    return (
+        f'<time datetime="{escape(utc.isoformat())}" data-local>'
+        f"{utc.strftime('%Y-%m-%d %H:%M:%S')} UTC</time>"
+    )
+
+
+def _date_header(value: str) -> str:
+    """The email's Date header: as a local time where it parses, else as written."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return escape(value)
+    if parsed.tzinfo is None:  # "-0000": a time with no known zone
+        return escape(value)
+    return _time(parsed)
+
+
+_ZONE_NOTE = '<p id="time-zone" class="empty">Times are in UTC.</p>'
 
 
 def mailbox_routes(store: MailStore) -> list[BaseRoute]:
@@ -46,7 +75,7 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
     async def inbox(request: Request) -> Response:
         rows = [
             "<tr>"
-            f"<td>{escape(_time(m))}</td><td>{escape(m.from_)}</td>"
+            f"<td>{_time(m.received_at)}</td><td>{escape(m.from_)}</td>"
             f"<td>{escape(m.to)}</td>"
             f'<td><a href="{escape(request.url_for("mailbox_message", id=m.id).path)}">'
             f"{escape(m.subject) or '(no subject)'}</a></td>"
@@ -63,24 +92,25 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
         count = f"{len(rows)} message{'s' if len(rows) != 1 else ''}, newest first"
         # Back to the live dashboard, where opening a message here turns its icon "read".
         back = '<p><a href="/">&larr; Dashboard</a></p>'
-        return _page("Mailbox", f"{back}<h1>Mailbox</h1><p>{count}</p>\n{table}")
+        return _page("Mailbox", f"{back}<h1>Mailbox</h1><p>{count}</p>\n{_ZONE_NOTE}\n{table}")
 
     async def message(request: Request) -> Response:
         found = find(request)
         if found is None:
             return _page("Not found", "<h1>No such message</h1>", status_code=404)
+        # (name, HTML): every value escaped, the times as <time> elements.
         headers = [
-            ("From", found.from_),
-            ("To", found.to),
-            ("Subject", found.subject),
-            ("Date", str(found.message.get("Date", ""))),
-            ("Message-ID", found.message_id),
-            ("Envelope from", found.envelope_from),
-            ("Envelope to", ", ".join(found.envelope_to)),
-            ("Received", _time(found)),
+            ("From", escape(found.from_)),
+            ("To", escape(found.to)),
+            ("Subject", escape(found.subject)),
+            ("Date", _date_header(str(found.message.get("Date", "")))),
+            ("Message-ID", escape(found.message_id)),
+            ("Envelope from", escape(found.envelope_from)),
+            ("Envelope to", escape(", ".join(found.envelope_to))),
+            ("Received", _time(found.received_at)),
         ]
         header_rows = "\n".join(
-            f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in headers
+            f"<tr><th>{escape(name)}</th><td>{value}</td></tr>" for name, value in headers
         )
         parts = []
         html_body = found.body("html")
@@ -98,7 +128,7 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
         raw = escape(request.url_for("mailbox_raw", id=found.id).path)
         body = (
             f'<p><a href="{back}">&larr; Mailbox</a> &middot; <a href="{raw}">Download .eml</a></p>'
-            f"<h1>{escape(found.subject) or '(no subject)'}</h1>\n"
+            f"<h1>{escape(found.subject) or '(no subject)'}</h1>\n{_ZONE_NOTE}\n"
             f"<table>{header_rows}</table>\n" + "\n".join(parts)
         )
         return _page(found.subject or "Message", body)
@@ -110,7 +140,17 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
         return Response(
             found.raw,
             media_type="message/rfc822",
-            headers={"Content-Disposition": f'attachment; filename="{found.id}.eml"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{found.id}.eml"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def local_times(_: Request) -> Response:
+        return FileResponse(
+            _LOCAL_TIMES,
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     async def listing(request: Request) -> Response:
@@ -134,6 +174,7 @@ def mailbox_routes(store: MailStore) -> list[BaseRoute]:
     return [
         Route("/mailbox", inbox, methods=["GET"], name="mailbox"),
         Route("/mailbox/messages.json", listing, methods=["GET"], name="mailbox_json"),
+        Route("/mailbox/local-times.js", local_times, methods=["GET"], name="mailbox_script"),
         Route("/mailbox/{id}.eml", raw, methods=["GET"], name="mailbox_raw"),
         Route("/mailbox/{id}", message, methods=["GET"], name="mailbox_message"),
     ]

@@ -23,11 +23,11 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 
-def page_size(first: int | None) -> int:
+def page_size(first: int | None, field: str = "first") -> int:
     if first is None:
         return DEFAULT_PAGE
     if not 0 <= first <= MAX_PAGE:
-        raise bad_input(f"'first' must be between 0 and {MAX_PAGE}.", field="first")
+        raise bad_input(f"'{field}' must be between 0 and {MAX_PAGE}.", field=field)
     return first
 
 
@@ -109,15 +109,34 @@ async def tasks_page(info: Info, first: int | None, after: str | None) -> db_tas
 
 
 async def comments_page(
-    info: Info, task_id: uuid.UUID, include_system: bool, first: int | None, after: str | None
+    info: Info,
+    task_id: uuid.UUID,
+    include_system: bool,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> db_tasks.Page:
+    """Forwards from the oldest (`first`/`after`) or backwards from the newest
+    (`last`/`before`); a page is oldest first either way."""
+    backwards = last is not None or before is not None
+    if backwards and (first is not None or after is not None):
+        raise bad_input("Page forwards (first, after) or backwards (last, before), not both.")
     try:
         async with info.context.db.read() as conn:
+            if backwards:
+                return await db_tasks.page_comments_backwards(
+                    conn,
+                    task_id,
+                    include_system=include_system,
+                    last=page_size(last, "last"),
+                    before=before,
+                )
             return await db_tasks.page_comments(
                 conn, task_id, include_system=include_system, first=page_size(first), after=after
             )
     except db_tasks.InvalidCursor as error:
-        raise bad_input(str(error), field="after") from None
+        raise bad_input(str(error), field="before" if backwards else "after") from None
 
 
 async def subscribers(info: Info, task_id: uuid.UUID) -> list[Row[Any]]:

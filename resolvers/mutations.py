@@ -6,6 +6,7 @@ changed and wakes the in-process worker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import uuid
@@ -19,8 +20,9 @@ from graphql import GraphQLError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.addresses import is_blocked, literal_address
 from channels.base import ChannelCredentials
-from channels.email import SmtpServer
+from channels.email import MASK, SmtpServer
 from common.broadcast import publish_changes
 from common.domain import (
     Channel,
@@ -30,6 +32,7 @@ from common.domain import (
     ScenarioTrigger,
     TrackingConsent,
 )
+from common.settings import Settings
 from db import accounts as db_accounts
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries
@@ -359,15 +362,15 @@ async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
                 f"'{field}' cannot be null: leave it out to keep it as it is.", field=field
             )
         values[name] = given[name]
-    if "smtp_relay" in given:
-        relay = _optional(given["smtp_relay"], "smtpRelay")
-        if relay is not None:
-            try:
-                SmtpServer.from_url(relay)
-            except ValueError as error:
-                raise bad_input(str(error), field="smtpRelay") from None
-        values["smtp_relay"] = relay
+    relay = _optional(given["smtp_relay"], "smtpRelay") if "smtp_relay" in given else None
+    server = None if relay is None else _relay(relay, info.context.services.settings)
     async with info.context.db.write() as conn:
+        if "smtp_relay" in given:
+            if server is not None and server.password == MASK:
+                relay = _keep_password(
+                    server, (await db_accounts.get_account(conn, viewer.account_id)).smtp_relay
+                )
+            values["smtp_relay"] = relay
         row = await db_accounts.update_account(conn, viewer.account_id, values)
     info.context.reset_loaders()
     return row
@@ -376,6 +379,41 @@ async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(part.title() for part in rest)
+
+
+def _relay(url: str, settings: Settings) -> SmtpServer:
+    """The account's relay, checked: a valid SMTP URL of bounded length, and not an IP
+    literal in a private network (a host name is checked when mail is sent, against what
+    it resolves to then: channels/addresses.py)."""
+    try:
+        server = SmtpServer.from_url(url)
+    except ValueError as error:
+        raise bad_input(f"smtpRelay: {error}.", field="smtpRelay") from None
+    if not settings.allow_private_networks:
+        literal = literal_address(server.host)
+        if literal is not None and is_blocked(literal):
+            raise bad_input(
+                f"smtpRelay: {literal} is not a public address; the account's SMTP relay "
+                "must be a public server.",
+                field="smtpRelay",
+            )
+    return server
+
+
+def _keep_password(given: SmtpServer, stored_url: str | None) -> str:
+    """The stored URL, when the client sent back the masked URL it was shown (the
+    password is write-only): the same server and login keep their password."""
+    stored = None
+    if stored_url is not None:
+        with contextlib.suppress(ValueError):
+            stored = SmtpServer.from_url(stored_url)
+    if stored_url is None or stored is None or not stored.same_place(given):
+        raise bad_input(
+            f"smtpRelay: the password {MASK} is the mask the API shows; send the real "
+            "password (it is write-only).",
+            field="smtpRelay",
+        )
+    return stored_url
 
 
 async def lift_suppression(info: Info, channel: Channel, address: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from sqlalchemy.engine import Row
 
+from channels.email import masked_relay
 from common import domain
 from db.tasks import encode_cursor
 from resolvers import feed
@@ -38,6 +39,12 @@ N = TypeVar("N")
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = strawberry.field(
+        default=False,
+        description="Whether there are items before this page; told when paging backwards "
+        "(last, before), false when paging forwards.",
+    )
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -59,7 +66,11 @@ class Account:
     plan: domain.Plan
     open_tracking: bool
     show_all_recipients: bool
-    smtp_relay: str | None
+    smtp_relay: str | None = strawberry.field(
+        description="The account's own SMTP server, or null for the system's relay. A "
+        "password in the URL is write-only: it is shown as ******** (send the URL back "
+        "with ******** to keep it)."
+    )
     require_tracking_consent: bool
     count_machine_opens: bool
 
@@ -71,7 +82,7 @@ class Account:
             plan=domain.Plan(row.plan),
             open_tracking=row.open_tracking,
             show_all_recipients=row.show_all_recipients,
-            smtp_relay=row.smtp_relay,
+            smtp_relay=masked_relay(row.smtp_relay),
             require_tracking_consent=row.require_tracking_consent,
             count_machine_opens=row.count_machine_opens,
         )
@@ -379,9 +390,15 @@ class Task:
         include_system: bool = False,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Comment]:
-        page = await feed.comments_page(info, self.row.id, include_system, first, after)
-        return _connection(page.rows, page.has_next, Comment)
+        """Oldest first. `first`/`after` pages forwards from the oldest; `last`/`before`
+        backwards from the newest (a feed that shows its newest comments)."""
+        page = await feed.comments_page(
+            info, self.row.id, include_system, first, after, last, before
+        )
+        return _connection(page.rows, page.has_next, Comment, page.has_previous)
 
 
 @strawberry.type
@@ -502,14 +519,22 @@ class DeliveryUpdate:
 
 
 def _connection(
-    rows: Sequence[Row[Any]], has_next: bool, node_type: Callable[..., N]
+    rows: Sequence[Row[Any]],
+    has_next: bool,
+    node_type: Callable[..., N],
+    has_previous: bool = False,
 ) -> Connection[N]:
     edges = [
         Edge(node=node_type(row=row), cursor=encode_cursor(row.created_at, row.id)) for row in rows
     ]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None),
+        page_info=PageInfo(
+            has_next_page=has_next,
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+        ),
     )
 
 

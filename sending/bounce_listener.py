@@ -1,5 +1,7 @@
 """The SMTP listener at the VERP return path (BOUNCE_SMTP_PORT): mail servers deliver
-bounces, auto-replies and complaints here."""
+bounces, auto-replies and complaints here. It takes mail only for return paths whose
+VERP token carries our MAC, and then believes only that token (never a quoted
+Message-ID) about which message a bounce concerns."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from broadcaster import Broadcast
 from channels.email_bounce import verp_token
 from channels.smtp_listener import SmtpListener
 from common.broadcast import publish_changes
+from common.tokens import BOUNCE, verify
 from db.engine import Database
 from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
 
@@ -31,8 +34,11 @@ class _BounceHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        # Only our return paths: this is not an open relay or a general inbox.
-        if verp_token(address) is None:
+        # Only our return paths, each with a token we signed: this is not an open relay
+        # or a general inbox, and a bounce must prove which message of ours it is about
+        # (ADR 0016). A forged token is refused here, before any data is taken or kept.
+        token = verp_token(address)
+        if token is None or verify(token, self.secret_key, BOUNCE) is None:
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -2,8 +2,10 @@
 a delay is noted, auto-replies and complaints are recorded, and every message is kept.
 
 Bounces arrive at the VERP return path (an SMTP listener) or are piped in by an MTA
-(POST /callbacks/email-bounce). The VERP token's MAC proves the bounce is about a
-message we sent; without one, the returned headers' Message-ID may still name it.
+(POST /callbacks/email-bounce, which only takes them with the operator's shared secret).
+What ties a bounce to one of our messages (ADR 0016): the VERP token's MAC, always; the
+returned headers' Message-ID only where the caller says the source is trusted (the
+authenticated HTTP route), because a Message-ID is no secret: every recipient sees it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # A bounce quotes at most the original message; anything larger is not a bounce.
 MAX_BOUNCE_BYTES = 10 * 1024 * 1024
+# What is kept of a bounce for review: its header section and the start of its body
+# (the DSN's own parts come first; the quoted original after them).
+MAX_KEPT_HEADER_BYTES = 64 * 1024
+MAX_KEPT_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,16 @@ async def record_bounce(
     *,
     source: str,
     envelope_to: Sequence[str] = (),
+    match_message_id: bool = False,
     now: dt.datetime | None = None,
 ) -> BounceOutcome:
-    """Parse, keep and apply one inbound message, in one transaction."""
+    """Parse, keep (headers and the start of the body) and apply one inbound message,
+    in one transaction. `match_message_id`: the source is trusted (authenticated), so a
+    bounce without a VERP token may name its message by the returned Message-ID."""
     at = now or dt.datetime.now(dt.UTC)
     report = parse_bounce(raw, envelope_to=envelope_to)
     async with db.write() as conn:
-        message = await _message_of(conn, report, secret_key)
+        message = await _message_of(conn, report, secret_key, match_message_id)
         rows = await message_deliveries(conn, message.id) if message is not None else []
         affected = await _apply(conn, report, rows, at)
         bounce_id = await db_bounces.insert_bounce(
@@ -66,15 +75,33 @@ async def record_bounce(
             kind=report.kind.value,
             parsed=report.kind is not BounceKind.UNPARSEABLE,
             summary=report.summary,
-            raw=raw,
+            raw=kept_part(raw),
         )
     if message is None:
-        log.info("a %s bounce names no message of ours: %s", source, report.summary)
+        # The summary names recipients (personal data): only at debug level.
+        log.info("a %s bounce names no message of ours (bounce %s)", source, bounce_id)
+        log.debug("bounce %s: %s", bounce_id, report.summary)
     return BounceOutcome(bounce_id, report, [change_of(row) for row in affected])
 
 
+def kept_part(raw: bytes) -> bytes:
+    """What is stored of a bounce: the header section and the first 64 KiB of the body
+    (each header section cut at 64 KiB too), so that nobody can fill the database
+    through the bounce routes. A cut is marked at the end."""
+    end = raw.find(b"\r\n\r\n")
+    end = len(raw) if end < 0 else end + 4
+    lf = raw.find(b"\n\n", 0, end)
+    if lf >= 0:
+        end = lf + 2
+    header, body = raw[:end], raw[end:]
+    if len(header) <= MAX_KEPT_HEADER_BYTES and len(body) <= MAX_KEPT_BODY_BYTES:
+        return raw
+    kept = header[:MAX_KEPT_HEADER_BYTES] + body[:MAX_KEPT_BODY_BYTES]
+    return kept + b"\r\n[beacon: %d more bytes not kept]\r\n" % (len(raw) - len(kept))
+
+
 async def _message_of(
-    conn: AsyncConnection, report: BounceReport, secret_key: bytes
+    conn: AsyncConnection, report: BounceReport, secret_key: bytes, match_message_id: bool
 ) -> Row[Any] | None:
     if report.verp_token:
         key = verify(report.verp_token, secret_key, BOUNCE)
@@ -82,7 +109,7 @@ async def _message_of(
             return await db_bounces.message_by_id(conn, uuid.UUID(hex=key))
         log.warning("a bounce carried a VERP token with a bad signature; not trusted")
         return None
-    if report.original_message_id:
+    if match_message_id and report.original_message_id:
         return await db_bounces.message_by_header(conn, report.original_message_id)
     return None
 

@@ -37,6 +37,7 @@ def compose_email(
         content.comment_body,
         content.author_name,
         pixel_url(settings, message.pixel_id) if message.pixel_id else None,
+        content.kind,
     )
     return OutgoingEmail(
         message_id=message.header_message_id,
@@ -54,7 +55,7 @@ def compose_notice(batch: SendBatch, content: NotificationContent, address: str)
     """The same notification for a messenger: plain text, plus the structured event a
     webhook receiver can act on."""
     subject, text, _ = render_notification(
-        content.task_title, content.comment_body, content.author_name, None
+        content.task_title, content.comment_body, content.author_name, None, content.kind
     )
     notification = batch.notification
     return Notice(

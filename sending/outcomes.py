@@ -105,8 +105,10 @@ def add_outcomes(
             _mark_sent(writes, row, result, now)
         elif result.outcome is Outcome.PERMANENT:
             _mark_failed(writes, row, result.code, result.message, True, now)
-            if _suppresses(row, result):
-                writes.suppress.append((row, f"bot blocked: {result.message}"))
+            reason = _suppression_reason(row, result)
+            if reason is not None:
+                writes.suppress.append((row, reason))
+                writes.events.append(NewEvent(row.id, "suppressed", now, reason))
         elif attempts[row.id] >= settings.send_max_attempts:
             message = f"gave up after {attempts[row.id]} attempts: {result.message}"
             _mark_failed(writes, row, result.code, message, False, now)
@@ -188,6 +190,13 @@ def _mark_failed(
     writes.events.append(NewEvent(row.id, event, now, message))
 
 
-def _suppresses(row: Row[Any], result: RecipientResult) -> bool:
-    """A bot the person blocked stays blocked: sending again only earns more 403s."""
-    return row.channel == Channel.TELEGRAM.value and result.code == "403"
+def _suppression_reason(row: Row[Any], result: RecipientResult) -> str | None:
+    """Why a permanent failure puts the address on the suppression list, if it does."""
+    if row.channel == Channel.TELEGRAM.value and result.code == "403":
+        # A bot the person blocked stays blocked: sending again only earns more 403s.
+        return f"bot blocked: {result.message}"
+    if result.dead_address:
+        # A mailbox the server says does not exist, refused while we sent: the same as
+        # the hard bounce that would have come back later (sending/bounces.py).
+        return f"hard bounce: {result.message}"
+    return None

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from broadcaster import Broadcast
 from sqlalchemy.engine import Row
@@ -43,6 +43,10 @@ from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
 from sending.compose import compose_email, compose_notice
 from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
+
+# The code of a send that failed with an unexpected exception (a bug, or input a channel
+# did not expect).
+INTERNAL_ERROR = "INTERNAL_ERROR"
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +208,7 @@ class Worker:
         fails alone stays leased and is tried again when its lease runs out."""
         try:
             sent = await asyncio.gather(*(self._send(plan) for plan in plans))
-            attempts = [(plan.job, attempt) for plan, attempt in zip(plans, sent, strict=True)]
-            done = [(job, attempt) for job, attempt in attempts if attempt is not False]
+            done = [(plan.job, attempt) for plan, attempt in zip(plans, sent, strict=True)]
             try:
                 changes = await self._record(done)
             except Exception:
@@ -336,8 +339,8 @@ class Worker:
             reserved=reserved,
         )
 
-    async def _send(self, plan: _Plan) -> Attempt | Literal[False] | None:
-        """The attempt; None when there was nothing to send, False when it failed."""
+    async def _send(self, plan: _Plan) -> Attempt | None:
+        """The attempt; None when there was nothing to send."""
         batch, account, content = plan.batch, plan.account, plan.content
         if batch is None or account is None or content is None:
             return None
@@ -354,16 +357,37 @@ class Worker:
                 sent = await self._deliver_messenger(
                     channel, plan.credentials, batch, content, plan.to_send
                 )
-        except Exception:
-            # Leave the job leased: when the lease runs out it is tried again.
-            log.exception(
-                "worker %s: job %s failed; it will be retried", self.name, plan.job.job_id
-            )
-            return False
+        except Exception as error:
+            # A bug, or input the channel did not expect: counted as a failed attempt like
+            # any other, so that it ends FAILED once the attempts run out instead of being
+            # retried (with a traceback) forever.
+            sent = self._internal_error(plan, channel, error)
         results.update((result.address, result) for result in sent)
         return Attempt(
             batch=batch, pending=batch.pending, results=results, held_back=plan.held_back
         )
+
+    def _internal_error(
+        self, plan: _Plan, channel: Channel, error: Exception
+    ) -> list[RecipientResult]:
+        # Once per attempt and without the address (the exception's text may quote it);
+        # the traceback only at debug level.
+        log.warning(
+            "worker %s: job %s: the %s channel failed unexpectedly (%s); counted as an attempt",
+            self.name,
+            plan.job.job_id,
+            channel.value,
+            type(error).__name__,
+        )
+        log.debug("worker %s: job %s: traceback", self.name, plan.job.job_id, exc_info=error)
+        message = (
+            f"internal error in the {channel.value.lower()} channel ({type(error).__name__}); "
+            "the worker log has the details"
+        )
+        return [
+            RecipientResult(address, Outcome.TRANSIENT, INTERNAL_ERROR, message)
+            for address in plan.to_send
+        ]
 
     async def _deliver(
         self,
@@ -376,7 +400,14 @@ class Worker:
             return []
         email = compose_email(self.settings, batch, content, envelope)
         try:
-            server = SmtpServer.from_url(account.smtp_relay or self.settings.effective_smtp_url)
+            if account.smtp_relay:
+                # The tenant's own server: only a public one, unless the operator allows
+                # private networks (channels/addresses.py).
+                server = SmtpServer.from_url(
+                    account.smtp_relay, pin_public=not self.settings.allow_private_networks
+                )
+            else:
+                server = SmtpServer.from_url(self.settings.effective_smtp_url)
         except ValueError as error:
             return [
                 RecipientResult(address, Outcome.PERMANENT, "BAD_RELAY", str(error))

@@ -29,6 +29,7 @@ from web.dashboard import dashboard_routes
 from web.graphql import BeaconGraphQL
 from web.health import health_routes
 from web.metrics import metrics_route
+from web.rate_limits import RateLimited, RateLimiter
 from web.stack import BeaconApp
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,12 @@ def create_app(settings: Settings) -> Starlette:
         settings=settings,
         wake_worker=worker.wake if worker else lambda: None,
     )
-    graphql = BeaconGraphQL(services)
+    # Per node: with several API nodes a client gets the limits on each.
+    rate_limiter = RateLimiter(
+        per_token_per_minute=settings.rate_limit_per_minute,
+        per_ip_per_minute=settings.rate_limit_per_ip_per_minute,
+    )
+    graphql = RateLimited(BeaconGraphQL(services, rate_limiter), rate_limiter)
     recorder = OpenRecorder(
         db,
         broadcast,
@@ -65,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         pixel,
-        email_bounce_route(db, broadcast, settings.secret_key),
+        email_bounce_route(db, broadcast, settings.secret_key, settings.bounce_webhook_secret),
         *whatsapp_routes(db, broadcast),
         sms_route(db, broadcast, settings.public_base_url),
         *health_routes(db),
@@ -106,6 +112,8 @@ def create_app(settings: Settings) -> Starlette:
 
     app = BeaconApp(routes=routes, lifespan=lifespan)
     app.pixel = pixel
+    app.body_caps = {"/graphql": settings.graphql_max_body_bytes}
+    app.body_timeout = settings.body_timeout_seconds
     app.log_pixel_hits = settings.log_pixel_hits
     app.state.services = services
     # The subscriptions' shared reader of the event log (resolvers/subscriptions.py).

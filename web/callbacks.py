@@ -8,6 +8,7 @@ to check with) is found from the payload itself.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import logging
 import uuid
@@ -51,12 +52,36 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def email_bounce_route(db: Database, broadcast: Broadcast, secret_key: bytes) -> Route:
+def email_bounce_route(
+    db: Database, broadcast: Broadcast, secret_key: bytes, shared_secret: str | None
+) -> Route:
     """For an MTA that pipes a returned message in (e.g. Postfix `pipe` to curl): the
-    body is the raw RFC 5322 message. The VERP token inside proves which message it is
-    about; a bounce without a valid one is kept for review and changes nothing."""
+    body is the raw RFC 5322 message, the request carries `Authorization: Bearer
+    <BOUNCE_WEBHOOK_SECRET>`. Anything else is refused before the body is read, and
+    nothing is kept (ADR 0016).
+
+    A bounce acts on the message its VERP token (with our MAC) names, or, without a
+    token, on the one whose Message-ID it quotes; otherwise it is kept for review and
+    changes nothing."""
 
     async def email_bounce(request: Request) -> Response:
+        if shared_secret is None:
+            CALLBACKS.labels(Channel.EMAIL.value, "forged").inc()
+            return JSONResponse(
+                {
+                    "error": "the bounce webhook is off: set BOUNCE_WEBHOOK_SECRET on the "
+                    "server and send it as 'Authorization: Bearer <secret>'"
+                },
+                status_code=403,
+            )
+        if not _bearer_matches(request.headers.get("authorization"), shared_secret):
+            CALLBACKS.labels(Channel.EMAIL.value, "forged").inc()
+            log.warning("rejected a bounce callback without the shared secret")
+            return JSONResponse(
+                {"error": "send 'Authorization: Bearer <BOUNCE_WEBHOOK_SECRET>'"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="bounces"'},
+            )
         try:
             raw = await _body(request, MAX_BOUNCE_BYTES)
         except _TooLarge:
@@ -64,7 +89,14 @@ def email_bounce_route(db: Database, broadcast: Broadcast, secret_key: bytes) ->
         if not raw.strip():
             return JSONResponse({"error": "the body must be the raw message"}, status_code=400)
         envelope_to = request.query_params.getlist("recipient")
-        outcome = await record_bounce(db, secret_key, raw, source="http", envelope_to=envelope_to)
+        outcome = await record_bounce(
+            db,
+            secret_key,
+            raw,
+            source="http",
+            envelope_to=envelope_to,
+            match_message_id=True,
+        )
         await publish_changes(broadcast, outcome.changes)
         return JSONResponse(
             {
@@ -75,6 +107,14 @@ def email_bounce_route(db: Database, broadcast: Broadcast, secret_key: bytes) ->
         )
 
     return Route("/callbacks/email-bounce", email_bounce, methods=["POST"])
+
+
+def _bearer_matches(header: str | None, secret: str) -> bool:
+    scheme, _, given = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Compared in constant time: the time taken does not tell how much of it was right.
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), secret.encode())
 
 
 def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
@@ -96,6 +136,8 @@ def whatsapp_routes(db: Database, broadcast: Broadcast) -> list[Route]:
             return JSONResponse({"error": "payload too large"}, status_code=413)
         except ValueError:
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+        except RecursionError:
+            return JSONResponse({"error": "the JSON is nested too deeply"}, status_code=400)
         # Every phone number in the payload must belong to an account whose app secret
         # signed it; otherwise nothing in it is believed.
         secrets: list[str] = []

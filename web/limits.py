@@ -1,5 +1,11 @@
 """Limits on what one GraphQL document may ask for, and the codes of their errors.
 
+The document's size in bytes (GRAPHQL_MAX_DOCUMENT_BYTES, `document_too_large`) is
+checked first, before strawberry sees the document (web/graphql.py, `LimitedSchema`):
+the token limit counts neither comments nor whitespace, and lexing a 10 MB comment
+costs seconds of CPU. It holds for every way a document comes (POST, GET, both
+websocket protocols), with the code QUERY_TOO_LARGE.
+
 Depth, tokens and aliases are strawberry's own limiters. Their errors carry no
 `extensions.code`, and over a websocket strawberry sends errors as they are, so
 `ErrorCodes` gives every parse and validation error its code where it is made: a
@@ -60,6 +66,21 @@ class ErrorCodes(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         yield
         tag(self.execution_context.pre_execution_errors, VALIDATION_FAILED)
+
+
+def document_too_large(document: str | None, max_bytes: int) -> GraphQLError | None:
+    """The error for a document longer than `max_bytes` in UTF-8 (comments and
+    whitespace included), or None."""
+    # A character is at most 4 bytes in UTF-8: most documents need no encoding.
+    if document is None or len(document) * 4 <= max_bytes:
+        return None
+    size = len(document.encode("utf-8", "surrogatepass"))
+    if size <= max_bytes:
+        return None
+    return GraphQLError(
+        f"The document is {size} bytes long; at most {max_bytes} are allowed.",
+        extensions={"code": TOO_MANY_TOKENS},
+    )
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:

@@ -6,6 +6,12 @@ line logged while the request runs, and logs the request when it ends: method, p
 status, duration. Websockets get their line when they close. uvicorn's own access log
 is off (main.py), so that each request is logged once.
 
+What must not be logged: a secret in a URL's query (`?token=…`, which uvicorn's
+websocket lines repeat: `RedactSecrets`), and recipient addresses and VERP tokens,
+which aiosmtpd logs at INFO for every SMTP command (the mail catcher, the bounce
+listener): its lines are DEBUG lines here (`DebugOnly`). A request that ends because its
+client went away is logged with status 499 (nginx's "client closed request").
+
 A line per request is on the pixel's hot path, so it is cheap: the record is made
 directly (no caller lookup), and lines are written in blocks, at the latest every
 `FLUSH_SECONDS`, and at once for warnings and errors.
@@ -117,6 +123,54 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+# Query parameters whose values are secrets (any name ending in "token", e.g.
+# access_token, hub.verify_token; keys, secrets, passwords, signatures).
+_SECRET_PARAM = re.compile(
+    r"(?i)((?:^|[?&;\s])[\w.\-]*(?:token|key|secret|password|passwd|signature|sig|auth)=)"
+    r"[^&;\s\"']*"
+)
+# Loggers whose lines may carry a URL with its query string.
+URL_LOGGERS = ("uvicorn.error", "uvicorn.access")
+# aiosmtpd: every SMTP command line, MAIL FROM and RCPT TO addresses (VERP tokens).
+SMTP_LOGGERS = ("mail.log",)
+
+
+def redact_query_secrets(text: str) -> str:
+    return _SECRET_PARAM.sub(r"\1[redacted]", text) if "=" in text else text
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces the values of secret query parameters in a line with [redacted]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_query_secrets(message)
+        if redacted is not message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class DebugOnly(logging.Filter):
+    """Makes a logger's INFO lines DEBUG lines: written only when the root logs DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno > logging.INFO or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def install_filters() -> None:
+    for name in URL_LOGGERS:
+        _add_once(logging.getLogger(name), RedactSecrets)
+    for name in SMTP_LOGGERS:
+        _add_once(logging.getLogger(name), DebugOnly)
+
+
+def _add_once(logger: logging.Logger, kind: type[logging.Filter]) -> None:
+    if not any(isinstance(existing, kind) for existing in logger.filters):
+        logger.addFilter(kind())
+
+
 def setup_logging(log_format: str, level: int = logging.INFO) -> None:
     """Log to stdout: JSON lines (`json`, the default) or plain text (`text`)."""
     # Nothing in our lines needs the thread or process names: not worth their lookup.
@@ -137,6 +191,7 @@ def setup_logging(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    install_filters()
 
 
 class RequestLog:
@@ -168,6 +223,9 @@ class RequestLog:
         except BaseException:
             status = status or 500
             raise
+        else:
+            if status == 0 and scope["type"] == "http":
+                status = 499  # the client went away before it was answered
         finally:
             if log.isEnabledFor(logging.INFO):
                 _log_request(scope, status, time.perf_counter() - started)

@@ -1,5 +1,6 @@
 """What wraps the application, outermost first: the pixel's short way, then the request
-log (every other request, once), then Starlette's own middleware and routes.
+log (every other request, once), the limits on request bodies (web/request_limits.py),
+then Starlette's own middleware and routes.
 
 The pixel is the hottest route by far: its hits skip the request log's middleware,
 Starlette's error middleware and the routing through every other route, and go straight
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pixel.endpoint import PixelEndpoint
 from web.logging import REQUEST_ID_HEADER, RequestLog, log_pixel_request, request_id_of
+from web.request_limits import BodyLimits
 
 _PREFIX = "/p/"
 _SUFFIX = ".gif"
@@ -63,9 +65,14 @@ class BeaconApp(Starlette):
 
     pixel: Route | None = None
     log_pixel_hits = False
+    body_caps: dict[str, int] = {}
+    body_timeout = 30.0
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = RequestLog(super().build_middleware_stack())
+        limited = BodyLimits(
+            super().build_middleware_stack(), caps=self.body_caps, timeout=self.body_timeout
+        )
+        app: ASGIApp = RequestLog(limited)
         endpoint = self.pixel.endpoint if self.pixel is not None else None
         if isinstance(endpoint, PixelEndpoint):
             app = PixelFirst(app, endpoint, log_hits=self.log_pixel_hits)

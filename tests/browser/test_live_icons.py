@@ -14,8 +14,10 @@ from tests.browser.support import TIME_ZONE, Beacon, SinkBeacon, screenshot
 
 pytestmark = pytest.mark.browser
 
-REJECTED = "reject-rita@example.test"
-REASON = f"550 5.1.1 <{REJECTED}>: Recipient address rejected: User unknown"
+# A policy refusal: a "no such user" would suppress the address, and a resend would
+# then fail at once without asking the server again.
+REJECTED = "deny-rita@example.test"
+REASON = f"550 5.7.1 <{REJECTED}>: Recipient address rejected: Access denied"
 
 
 async def test_an_icon_goes_from_queued_to_sent_without_a_reload(
@@ -83,10 +85,14 @@ async def test_the_popup_shows_the_550_reason_and_resends(
     # The server answers 550 again. The popup updates in place: the row's history (kept
     # unfolded across the redraws) tells the whole story, and the row is FAILED again.
     history = rita.locator(".history li")
-    await expect(history.locator(".event__type")).to_have_text(
-        ["queued", "failed", "resend requested", "failed"]
+    await expect(history.locator(".event__text")).to_have_text(
+        [
+            "Queued for sending.",
+            f"Sending failed: “{REASON}”.",
+            "Sending again was requested.",
+            f"Sending failed: “{REASON}”.",
+        ]
     )
-    await expect(history.last.locator(".event__detail")).to_have_text(REASON)
     await expect(rita.locator(".pill")).to_have_text("Send error")
     await expect(rita.get_by_role("button", name="Resend")).to_be_visible()
     await screenshot(page, "popup-after-resend")
@@ -112,8 +118,8 @@ async def test_opening_the_email_on_the_mailbox_turns_the_icon_read(
     # in a sandboxed iframe, which loads the tracking pixel.
     mailbox = await browser.new_page()
     await mailbox.goto(f"{embedded.url}/mailbox")
-    # Newest first; every email of a task has the task's title as its subject.
-    await mailbox.get_by_role("link", name="[Beacon] Contract").first.click()
+    # Newest first; the subject says what happened, then the task's title.
+    await mailbox.get_by_role("link", name="[Beacon] New comment on Contract").click()
     email = mailbox.frame_locator("iframe[title='Message HTML']")
     await expect(email.get_by_text("Please sign the contract")).to_be_visible()
     await screenshot(mailbox, "mailbox-message")

@@ -39,6 +39,7 @@ from tests.e2e.helpers import (
 )
 from tests.support.graphql_client import GraphQLError
 from tests.support.reading import MAIL_CLIENT
+from tests.support.server import BOUNCE_AUTH
 from tests.support.smtp_sink import ReceivedMessage
 from tests.support.waiting import WAIT_SECONDS, eventually
 
@@ -318,7 +319,7 @@ def bounce_for(sample: str, return_path: str) -> bytes:
 async def post_bounce(beacon: Beacon, raw: bytes) -> dict[str, Any]:
     """An MTA piping a returned message in; the server's answer."""
     async with httpx.AsyncClient(base_url=beacon.base_url, timeout=10) as http:
-        response = await http.post("/callbacks/email-bounce", content=raw)
+        response = await http.post("/callbacks/email-bounce", content=raw, headers=BOUNCE_AUTH)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

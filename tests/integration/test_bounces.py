@@ -212,3 +212,94 @@ async def test_a_hard_bounce_after_a_read_keeps_the_read_and_records_the_bounce(
     # then: states never move backwards; the history has both
     assert (await delivery(db, delivery_id)).state == DeliveryState.READ.value
     assert "bounced" in [e.type for e in await events_of(db, delivery_id)]
+
+
+def forged_dsn(header_message_id: str) -> bytes:
+    """A hard bounce that names our message only by quoting its Message-ID: no VERP
+    token, so nothing in it proves that it came back to us."""
+    raw = (SAMPLES / "postfix_hard_5.1.1.eml").read_bytes()
+    token = parse_bounce(raw).verp_token
+    assert token is not None
+    raw = raw.replace(f"bounces+{token}@bounces.beacon.test".encode(), b"postmaster@forger.test")
+    raw = raw.replace(b"<5b1f0c9e7a2d4e31b8c6f4a2d9e0b7c3@beacon.test>", header_message_id.encode())
+    report = parse_bounce(raw)
+    assert (report.verp_token, report.original_message_id) == (None, header_message_id)
+    return raw
+
+
+async def test_a_bounce_that_only_quotes_a_message_id_changes_nothing_from_an_untrusted_source(
+    db: Database,
+) -> None:
+    # given
+    account_id, delivery_id, _ = await sent_delivery_for(db, "bob@example.test")
+    message = await message_of(db, delivery_id)
+
+    # when: it arrives at the SMTP listener (anyone can write a Message-ID into a DSN)
+    outcome = await record_bounce(
+        db, KEY, forged_dsn(message.header_message_id), source="smtp", now=LATER
+    )
+
+    # then
+    assert outcome.changes == []
+    assert (await delivery(db, delivery_id)).state == DeliveryState.SENT.value
+    async with db.read() as conn:
+        assert list(await list_suppressions(conn, account_id)) == []
+
+
+async def test_a_bounce_that_only_quotes_a_message_id_applies_from_the_authenticated_route(
+    db: Database,
+) -> None:
+    # given
+    account_id, delivery_id, _ = await sent_delivery_for(db, "bob@example.test")
+    message = await message_of(db, delivery_id)
+
+    # when: the operator's MTA, which proved itself with the shared secret, pipes it in
+    outcome = await record_bounce(
+        db,
+        KEY,
+        forged_dsn(message.header_message_id),
+        source="http",
+        match_message_id=True,
+        now=LATER,
+    )
+
+    # then
+    assert [c.delivery_id for c in outcome.changes] == [delivery_id]
+    assert (await delivery(db, delivery_id)).state == DeliveryState.FAILED.value
+    async with db.read() as conn:
+        (suppressed,) = await list_suppressions(conn, account_id)
+    assert suppressed.address == "bob@example.test"
+
+
+async def test_only_the_headers_and_the_first_64_kib_of_a_bounce_are_kept(db: Database) -> None:
+    # given: a hard bounce quoting a 2 MiB original message
+    _, delivery_id, token = await sent_delivery_for(db, "bob@example.test")
+    sample = sample_for("postfix_hard_5.1.1.eml", token)
+    filler = b"The draft is ready for review.\n" * (2 * 1024 * 1024 // 31)
+    closing = b"--4Z6pQ10nXbz9sWN.1741079564/mail.beacon.test--"
+    raw = sample.replace(closing, filler + closing)
+    assert len(raw) > 2 * 1024 * 1024
+
+    # when
+    outcome = await record_bounce(db, KEY, raw, source="smtp", now=LATER)
+
+    # then: it was read whole (and applied), but only its start is stored
+    assert (await delivery(db, delivery_id)).state == DeliveryState.FAILED.value
+    async with db.read() as conn:
+        stored = await conn.execute(bounces.select().where(bounces.c.id == outcome.bounce_id))
+        row = stored.one()
+    header_end = raw.index(b"\n\n") + 2
+    assert row.raw.startswith(raw[: header_end + 64 * 1024])
+    marker = f"\r\n[beacon: {len(raw) - header_end - 64 * 1024} more bytes not kept]\r\n"
+    assert row.raw == raw[: header_end + 64 * 1024] + marker.encode()
+
+
+async def test_a_small_bounce_is_kept_byte_for_byte(db: Database) -> None:
+    _, _, token = await sent_delivery_for(db, "bob@example.test")
+    raw = sample_for("postfix_hard_5.1.1.eml", token)
+
+    outcome = await record_bounce(db, KEY, raw, source="smtp", now=LATER)
+
+    async with db.read() as conn:
+        stored = await conn.execute(bounces.select().where(bounces.c.id == outcome.bounce_id))
+        assert stored.one().raw == raw

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from channels import sms, webhook, whatsapp
+from channels import addresses, sms, webhook, whatsapp
 from channels.base import (
     ChannelCredentials,
     MessengerChannel,
@@ -917,6 +917,12 @@ async def test_a_webhook_to_a_private_address_is_blocked_unless_allowed(
         "[fd12:3456::1]",  # unique-local
         "[::]",
         "[::ffff:127.0.0.1]",
+        "[2002:7f00:1::]",  # 6to4 around 127.0.0.1
+        "[2002:a9fe:a9fe::1]",  # 6to4 around 169.254.169.254
+        "[64:ff9b::a00:1]",  # NAT64 around 10.0.0.1
+        "[::127.0.0.1]",  # IPv4-compatible
+        "2130706433",  # 127.0.0.1 as one number
+        "0x7f.1",
     ],
 )
 async def test_every_kind_of_non_public_address_is_blocked(host: str) -> None:
@@ -931,7 +937,7 @@ async def test_every_kind_of_non_public_address_is_blocked(host: str) -> None:
 
 @pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700:4700::1111"])
 def test_public_addresses_are_not_blocked(address: str) -> None:
-    assert not webhook.is_blocked(ipaddress.ip_address(address))
+    assert not addresses.is_blocked(ipaddress.ip_address(address))
 
 
 def _fake_dns(answers: Mapping[str, list[str]]) -> Callable[..., Any]:
@@ -960,7 +966,7 @@ async def test_a_webhook_goes_to_the_address_that_was_checked_under_its_own_name
     monkeypatch.setattr(
         asyncio.get_running_loop(), "getaddrinfo", _fake_dns({"hooks.example.test": ["127.0.0.1"]})
     )
-    monkeypatch.setattr(webhook, "is_blocked", lambda address: False)
+    monkeypatch.setattr(addresses, "is_blocked", lambda address: False)
     guarded = WebhookChannel(timeout=5, allow_private=False)
     try:
         result = await guarded.send(notice(f"http://hooks.example.test:{receiver.port}/ok"), SIGNED)
@@ -988,7 +994,7 @@ async def test_a_name_with_one_private_answer_among_public_ones_is_blocked(
         await guarded.aclose()
 
     assert (result.outcome, result.code) == (Outcome.PERMANENT, "BLOCKED_ADDRESS")
-    assert "127.0.0.1" in result.message
+    assert result.message == "rebind.example.test resolves to a non-public address"
     assert receiver.requests == []
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import ssl
@@ -120,6 +121,8 @@ async def test_a_mixed_batch_gives_each_recipient_its_own_reply(
             Outcome.PERMANENT,
             "550",
             "550 5.1.1 <reject@x.test>: Recipient address rejected: User unknown",
+            # "no such user": the address itself is dead
+            dead_address=True,
         ),
         RecipientResult(
             "defer@x.test", Outcome.TRANSIENT, "451", "451 4.7.1 <defer@x.test>: Try again later"
@@ -146,7 +149,27 @@ async def test_when_every_recipient_is_refused_each_keeps_its_reply_and_nothing_
         ),
         (Outcome.TRANSIENT, "451", "451 4.7.1 <defer@x.test>: Try again later"),
     ]
+    assert [r.dead_address for r in results] == [True, False]
     assert smtp_sink.messages == []
+
+
+async def test_a_refused_recipients_address_is_logged_only_at_debug_level(
+    smtp_sink: SmtpSink, sender: EmailSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="channels.email")
+    await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
+    lines = [record.getMessage() for record in caplog.records if record.name == "channels.email"]
+    assert lines  # the refusal is logged...
+    assert not [line for line in lines if "reject@x.test" in line]  # ...without the address
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="channels.email")
+    await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
+    assert [
+        record.levelname
+        for record in caplog.records
+        if record.name == "channels.email" and "reject@x.test" in record.getMessage()
+    ] == ["DEBUG"]
 
 
 async def test_a_retry_sends_only_to_pending_recipients_with_the_same_message_id(
@@ -200,6 +223,17 @@ async def test_a_refused_data_applies_its_reply_to_every_recipient(
 
     assert [(r.outcome, r.code, r.message) for r in results] == [(outcome, reply[:3], reply)] * 2
     assert all(r.accepted_by is None for r in results)
+
+
+async def test_a_no_such_user_reply_after_data_is_not_taken_as_a_dead_address(
+    smtp_sink: SmtpSink, sender: EmailSender
+) -> None:
+    # Only a reply to RCPT TO is about one recipient's address.
+    smtp_sink.data_reply = "550 5.1.1 User unknown"
+
+    results = await sender.send(make_email("ann@x.test", "bob@x.test"), sink_url(smtp_sink))
+
+    assert [(r.outcome, r.dead_address) for r in results] == [(Outcome.PERMANENT, False)] * 2
 
 
 async def test_a_closed_port_is_a_transient_connection_refused(sender: EmailSender) -> None:
@@ -314,7 +348,7 @@ def test_the_mime_message_has_the_headers_and_both_parts() -> None:
     assert message["Message-ID"] == "<n1.d1@beacon>"
     assert message["From"] == "Beacon <notifications@beacon.test>"
     assert message["To"] == "ann@x.test, bob@x.test"
-    assert message["Subject"] == "[Beacon] Ship v2"
+    assert message["Subject"] == "[Beacon] New comment on Ship v2"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Date"] is not None
     parts = [(p.get_content_type(), p.get_content_charset()) for p in message.iter_parts()]

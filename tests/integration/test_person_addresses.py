@@ -54,11 +54,11 @@ async def test_an_address_another_person_has_is_refused_naming_that_person(db: D
 
     # And Ann may give her own address another case, keeping her phone
     async with db.write() as conn:
-        updated = await db_accounts.update_person(
+        recased = await db_accounts.update_person(
             conn, account.account_id, ann.id, {"email": "Ann@Example.test", "phone": "+15550001"}
         )
-    assert updated is not None
-    assert updated.email == "Ann@Example.test"
+    assert recased is not None
+    assert recased.email == "Ann@Example.test"
     # And another account's people may have the same addresses
     globex = await create_account(db, name="Globex", owner_email="owner@globex.test")
     other = await add(db, globex.account_id, "Ann", email="ann@example.test", phone="+15550001")

@@ -16,6 +16,9 @@ import httpx
 from tests.support.reading import untimed_rules
 
 ROOT = Path(__file__).resolve().parents[2]
+# What the test servers take on POST /callbacks/email-bounce (BOUNCE_WEBHOOK_SECRET).
+BOUNCE_SECRET = "test-bounce-secret"
+BOUNCE_AUTH = {"Authorization": f"Bearer {BOUNCE_SECRET}"}
 
 
 def free_port() -> int:
@@ -39,6 +42,7 @@ class ServerProcess:
             "DATA_DIR": str(data_dir),
             "PUBLIC_BASE_URL": self.base_url,
             "SECRET_KEY": "test-secret-key",
+            "BOUNCE_WEBHOOK_SECRET": BOUNCE_SECRET,
             "MAILCATCHER_PORT": str(free_port()),
             "WORKER_POLL_SECONDS": "0.2",
             "RETRY_BASE_SECONDS": "0.2",

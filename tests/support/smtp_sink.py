@@ -1,6 +1,8 @@
 """A real SMTP server for tests, whose answers are chosen by the recipient's local part.
 
-- local part contains "reject": 550 5.1.1 at RCPT TO
+- local part contains "reject": 550 5.1.1 at RCPT TO (no such user: the address is
+  suppressed)
+- local part contains "deny": 550 5.7.1 at RCPT TO (a policy refusal: not suppressed)
 - local part contains "defer": 451 4.7.1 at RCPT TO
 - otherwise: 250
 - a sender whose local part contains "reject": 550 5.7.1 at MAIL FROM
@@ -78,6 +80,8 @@ class _SinkHandler:
         local = _local_part(address)
         if "reject" in local:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if "deny" in local:
+            return f"550 5.7.1 <{address}>: Recipient address rejected: Access denied"
         if "defer" in local:
             return f"451 4.7.1 <{address}>: Try again later"
         envelope.rcpt_tos.append(address)

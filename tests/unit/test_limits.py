@@ -50,3 +50,44 @@ def test_an_error_that_already_has_a_code_keeps_it() -> None:
 
 def test_other_messages_get_the_default_code() -> None:
     assert code_for_message("Cannot query field 'x'", VALIDATION_FAILED) == VALIDATION_FAILED
+
+
+@pytest.fixture
+def small_documents(tmp_path: Path) -> BeaconSchema:
+    return build_schema(make_settings(tmp_path, GRAPHQL_MAX_DOCUMENT_BYTES="100"))
+
+
+# A comment is no token: only the document's size in bytes can refuse it.
+LONG_COMMENT = "# " + "x" * 200 + "\n"
+
+
+async def test_a_document_over_the_byte_limit_is_refused_whatever_its_comments(
+    small_documents: BeaconSchema,
+) -> None:
+    result = await small_documents.execute(LONG_COMMENT + "{ viewer { id } }")
+    assert result.data is None
+    assert [(error.extensions or {}).get("code") for error in result.errors or []] == [
+        "QUERY_TOO_LARGE"
+    ]
+    assert "at most 100" in (result.errors or [])[0].message
+
+
+async def test_bytes_not_characters_are_counted(small_documents: BeaconSchema) -> None:
+    # 40 characters, 120 bytes in UTF-8
+    result = await small_documents.execute("# " + "€" * 40 + "\n{ viewer { id } }")
+    assert [(error.extensions or {}).get("code") for error in result.errors or []] == [
+        "QUERY_TOO_LARGE"
+    ]
+
+
+async def test_a_subscription_over_the_byte_limit_is_refused_with_one_error(
+    small_documents: BeaconSchema,
+) -> None:
+    results = await small_documents.subscribe(
+        LONG_COMMENT + "subscription { deliveryUpdated { taskId } }"
+    )
+    refused = [result async for result in results]
+    assert len(refused) == 1
+    assert [(error.extensions or {}).get("code") for error in refused[0].errors or []] == [
+        "QUERY_TOO_LARGE"
+    ]

@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from channels.base import Outcome
-from channels.email import Security, SmtpServer, classify_smtp_reply, render_notification
+from channels.email import (
+    Security,
+    SmtpServer,
+    classify_smtp_reply,
+    masked_relay,
+    rejects_mailbox,
+    render_notification,
+)
+from common.domain import NoticeKind
 
 
 @pytest.mark.parametrize("code", [250, 251, 200, 299])
@@ -90,6 +98,10 @@ def test_the_password_never_shows_in_repr_or_str() -> None:
         ("smtp://mx.test:70000", "port"),
         ("smtp://mx.test:0", "port"),
         ("smtp://mx.test/inbox", "path"),
+        ("smtp://" + "a" * 490 + ".test", "longer than 500"),
+        ("smtp://mx.test\x00:25", "control"),
+        ("smtp://mx .test", "spaces"),
+        ("smtp://mx..example.test", "invalid host name"),
     ],
 )
 def test_a_bad_url_is_refused_with_a_clear_message(url: str, complaint: str) -> None:
@@ -104,12 +116,45 @@ def test_the_error_for_a_bad_url_does_not_repeat_the_password() -> None:
     assert "hunter2" not in str(caught.value)
 
 
-def test_a_comment_notification_is_titled_after_the_task() -> None:
+def test_a_comment_notification_says_so_in_the_subject() -> None:
     subject, text, _ = render_notification("Fix login", "Done now", "Ann", None)
 
-    assert subject == "[Beacon] Fix login"
-    assert "Ann" in text
-    assert "Done now" in text
+    assert subject == "[Beacon] New comment on Fix login"
+    assert text == "Ann commented on Fix login:\n\nDone now\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject", "opening"),
+    [
+        (NoticeKind.NEW_TASK, "[Beacon] New task: Fix login", "Ann created a new task: Fix login"),
+        (
+            NoticeKind.NEW_COMMENT,
+            "[Beacon] New comment on Fix login",
+            "Ann commented on Fix login:",
+        ),
+        (
+            NoticeKind.SYSTEM_COMMENT,
+            "[Beacon] Automated comment on Fix login",
+            "An automation commented on Fix login:",
+        ),
+        (
+            NoticeKind.SCENARIO_MESSAGE,
+            "[Beacon] Message about Fix login",
+            "A message about the task Fix login:",
+        ),
+    ],
+)
+def test_each_kind_of_notification_says_what_happened_in_its_subject_and_first_line(
+    kind: NoticeKind, subject: str, opening: str
+) -> None:
+    body = None if kind is NoticeKind.NEW_TASK else "Done now"
+    author = None if kind in (NoticeKind.SYSTEM_COMMENT, NoticeKind.SCENARIO_MESSAGE) else "Ann"
+
+    rendered_subject, text, html = render_notification("Fix login", body, author, None, kind)
+
+    assert rendered_subject == subject
+    assert text.splitlines()[0] == opening
+    assert f"<title>{subject}</title>" in html
 
 
 def test_a_new_task_notification_says_so_in_the_subject() -> None:
@@ -149,3 +194,58 @@ def test_user_text_is_escaped_in_the_html_and_kept_as_is_in_the_text() -> None:
     assert "&lt;b&gt;Title&lt;/b&gt;" in html
     assert "Eve &lt;eve@x.test&gt;" in html
     assert "<script>alert(1)</script> & more" in text
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (550, "5.1.1 <bob@x.test>: Recipient address rejected: User unknown"),
+        (550, "5.1.1 The email account that you tried to reach does not exist."),
+        (550, "5.1.2 <bob@nowhere.test>: Recipient address rejected: Domain not found"),
+        (553, "5.1.3 Bad recipient address syntax"),
+        (550, "5.1.6 Recipient mailbox has moved"),
+        (556, "5.1.10 Recipient address has null MX"),
+        (550, "5.2.1 The email account that you tried to reach is disabled."),
+        (550, "5.1.1 first line\n5.1.1 second line"),
+        # No enhanced status: only the words decide.
+        (550, "<bob@x.test>... User unknown"),
+        (550, "No such user here"),
+        (550, "Requested action not taken: mailbox does not exist"),
+        (550, "unknown recipient"),
+    ],
+)
+def test_a_5xx_that_says_the_mailbox_does_not_exist_is_a_dead_mailbox(code: int, text: str) -> None:
+    assert rejects_mailbox(code, text)
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (550, "5.7.1 <bob@x.test>: Recipient address rejected: Access denied"),
+        (554, "5.7.1 Relay access denied"),
+        (550, "5.7.1 User unknown"),  # the enhanced status decides: policy
+        (552, "5.2.2 Mailbox full"),
+        (550, "5.1.8 <bounces@beacon.test>: Sender address rejected: Domain not found"),
+        (550, "5.1.7 Bad sender address syntax"),
+        (550, "5.1.0 Sender denied"),
+        (550, "Message rejected as spam"),
+        (550, "Requested action not taken: mailbox unavailable"),
+        (550, "Sender address rejected: user unknown in local recipient table"),
+        (450, "4.1.1 <bob@x.test>: Recipient address rejected: User unknown (try later)"),
+        (250, "2.1.5 Ok"),
+    ],
+)
+def test_a_policy_content_sender_or_temporary_refusal_is_not_a_dead_mailbox(
+    code: int, text: str
+) -> None:
+    assert not rejects_mailbox(code, text)
+
+
+def test_the_api_shows_a_relay_url_with_its_password_masked() -> None:
+    assert (
+        masked_relay("smtp+starttls://alice%40corp.test:Sup3r-Secret@MX.test:2525")
+        == "smtp+starttls://alice%40corp.test:********@mx.test:2525"
+    )
+    assert masked_relay("smtps://alice@mx.test") == "smtps://alice@mx.test:465"
+    assert masked_relay("smtp://127.0.0.1:1025") == "smtp://127.0.0.1:1025"
+    assert masked_relay(None) is None

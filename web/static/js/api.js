@@ -106,15 +106,16 @@ fragment CommentFields on Comment {
   deliveryStatus { ...StatusFields }
 }`;
 
+// The newest comments (`last`), oldest first; `before` reaches the earlier ones.
 export const FEED = `
-query Feed($id: ID!, $includeSystem: Boolean!, $first: Int, $after: String) {
+query Feed($id: ID!, $includeSystem: Boolean!, $last: Int, $before: String) {
   task(id: $id) {
     id title createdAt
     subscribers { id name }
     deliveryStatus { ...StatusFields }
-    comments(includeSystem: $includeSystem, first: $first, after: $after) {
+    comments(includeSystem: $includeSystem, last: $last, before: $before) {
       edges { node { ...CommentFields } }
-      pageInfo { hasNextPage endCursor }
+      pageInfo { hasPreviousPage startCursor }
     }
   }
 }

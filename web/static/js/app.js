@@ -13,6 +13,9 @@ import { LiveSocket, graphqlSocketUrl } from "./ws.js";
 
 const session = { account: null, live: null, liveStatus: "connecting" };
 
+// The width below which css/app.css stacks the sidebar above the feed.
+const ONE_COLUMN = window.matchMedia("(max-width: 800px)");
+
 const details = new DetailsDialog({
   describe: (key) => feed.describe(key) || taskTitle(key),
   resend: async (deliveryId) => {
@@ -113,7 +116,9 @@ function showDashboard() {
 function drawHeader() {
   const account = session.account;
   if (!account) return;
-  byId("account").textContent = t("header.account", { name: account.name, plan: account.plan });
+  const accountLine = t("header.account", { name: account.name, plan: account.plan });
+  byId("account").textContent = accountLine;
+  byId("account").title = accountLine; // a long name is cut short on a phone
   byId("free-plan").hidden = account.plan !== "FREE";
   drawLive();
 }
@@ -184,6 +189,19 @@ async function route() {
     return;
   }
   await feed.open(id).catch(failed);
+  // One column (a phone): the feed is below the whole sidebar, out of sight. Bring it
+  // into view, and focus its heading so that a screen reader announces it.
+  if (ONE_COLUMN.matches && !byId("feed").hidden) {
+    byId("feed").scrollIntoView({ block: "start" });
+    byId("feed-title").focus({ preventScroll: true });
+  }
+}
+
+/** Back from a task's feed to the list, on a phone: where the current task is. */
+function backToTasks() {
+  const current = document.querySelector(".task-link[aria-current]") ?? byId("tasks-title");
+  current.scrollIntoView({ block: "center" });
+  current.focus({ preventScroll: true });
 }
 
 // ------------------------------------------------------------------ errors
@@ -249,6 +267,7 @@ function start() {
     signIn(token);
   });
   byId("sign-out").addEventListener("click", () => signOut());
+  byId("feed-back").addEventListener("click", () => backToTasks());
   byId("app-error-close").addEventListener("click", () => {
     byId("app-error").hidden = true;
   });

@@ -1,6 +1,11 @@
 // The open task's feed: its title, subscribers and icon, its comments (each with its
 // icon), the "show system comments" toggle (the `includeSystem` argument) and the form
 // to add a comment.
+//
+// Comments read oldest first, like a conversation, and the feed opens at the newest
+// ones: the API pages backwards (`last`/`before`), and "Show earlier comments" above the
+// list loads the page before. So a comment just added (here, or elsewhere and announced
+// by the subscription) always belongs at the end of what is shown, however long the task.
 
 import { ADD_COMMENT, FEED, graphql } from "./api.js";
 import { byId, h, reconcile, submitting } from "./dom.js";
@@ -26,7 +31,7 @@ export class Feed {
     this.taskId = null;
     this.task = null;
     this.comments = [];
-    this.pageInfo = { hasNextPage: false, endCursor: null };
+    this.pageInfo = { hasPreviousPage: false, startCursor: null };
     this.reloadTimer = 0;
     this.absent = new Set(); // comment ids that a reload did not bring (hidden system ones)
     this.list = byId("comment-list");
@@ -42,7 +47,7 @@ export class Feed {
       this.absent.clear();
       this.reload().catch(this.failed);
     });
-    byId("comments-more").addEventListener("click", () => this.loadMore().catch(this.failed));
+    byId("comments-more").addEventListener("click", () => this.loadEarlier().catch(this.failed));
     byId("comment-form").addEventListener("submit", (event) => this.addComment(event));
   }
 
@@ -72,8 +77,9 @@ export class Feed {
     if (!this.taskId) return;
     const id = this.taskId;
     const token = snapshotToken();
-    const first = Math.min(MAX_PAGE, Math.max(PAGE, this.comments.length));
-    const data = await graphql(FEED, { id, includeSystem: this.includeSystem, first });
+    // As many of the newest as are shown, and room for the one that prompted the reload.
+    const last = Math.min(MAX_PAGE, Math.max(PAGE, this.comments.length + 1));
+    const data = await graphql(FEED, { id, includeSystem: this.includeSystem, last });
     if (id !== this.taskId) return; // another task was opened meanwhile
     if (!data.task) {
       this.task = null;
@@ -92,20 +98,23 @@ export class Feed {
     this.loaded(this.task);
   }
 
-  async loadMore() {
+  /** The page before the earliest comment shown, put above it. */
+  async loadEarlier() {
+    const id = this.taskId;
     const token = snapshotToken();
     const data = await graphql(FEED, {
-      id: this.taskId,
+      id,
       includeSystem: this.includeSystem,
-      first: PAGE,
-      after: this.pageInfo.endCursor,
+      last: PAGE,
+      before: this.pageInfo.startCursor,
     });
-    if (!data.task) return;
-    const more = data.task.comments.edges.map((edge) => edge.node);
-    for (const comment of more) setSnapshot(commentKey(comment.id), comment.deliveryStatus, token);
+    if (!data.task || id !== this.taskId) return;
+    const earlier = data.task.comments.edges.map((edge) => edge.node);
+    for (const comment of earlier) setSnapshot(commentKey(comment.id), comment.deliveryStatus, token);
     const known = new Set(this.comments.map((comment) => comment.id));
-    this.comments.push(...more.filter((comment) => !known.has(comment.id)));
-    this.pageInfo = data.task.comments.pageInfo;
+    this.comments.unshift(...earlier.filter((comment) => !known.has(comment.id)));
+    const { hasPreviousPage, startCursor } = data.task.comments.pageInfo;
+    this.pageInfo = { hasPreviousPage, startCursor: startCursor ?? this.pageInfo.startCursor };
     this.render();
   }
 
@@ -156,7 +165,7 @@ export class Feed {
       (node, comment) => this.fill(node, comment),
     );
     byId("comments-empty").hidden = this.comments.length > 0;
-    byId("comments-more").hidden = !this.pageInfo.hasNextPage;
+    byId("comments-more").hidden = !this.pageInfo.hasPreviousPage;
   }
 
   authorName(comment) {
@@ -206,8 +215,8 @@ export class Feed {
       const comment = data.addComment;
       setSnapshot(commentKey(comment.id), comment.deliveryStatus, token);
       if (taskId === this.taskId && !this.comments.some((c) => c.id === comment.id)) {
-        // Comments are oldest first; a new one belongs at the end once all are loaded.
-        if (!this.pageInfo.hasNextPage) this.comments.push(comment);
+        // The newest comment: at the end, whatever earlier pages are not loaded.
+        this.comments.push(comment);
         this.render();
       }
       form.reset();

@@ -4,7 +4,8 @@
 // the icon that opened it. While open, it redraws whenever its item's status changes.
 
 import { byId, h, replaceChildren } from "./dom.js";
-import { eventLabel, formatDateTime, onLanguageChange, t, timeZone } from "./i18n.js";
+import { eventSentence } from "./history.js";
+import { formatDateTime, onLanguageChange, t, timeZone } from "./i18n.js";
 import { statePill } from "./icons.js";
 import { getStatus, onChange } from "./store.js";
 
@@ -232,8 +233,7 @@ export class DetailsDialog {
             "li",
             { dataset: { event: event.type } },
             h("time", { datetime: event.at }, formatDateTime(event.at)),
-            h("span", { class: "event__type" }, eventLabel(event.type)),
-            event.detail ? h("span", { class: "event__detail" }, event.detail) : null,
+            h("span", { class: "event__text" }, eventSentence(event, delivery)),
           ),
         ),
       ),

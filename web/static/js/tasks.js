@@ -162,16 +162,17 @@ export class TaskList {
             else this.checked.delete(person.id);
           },
         });
+        const name = person.id === this.viewerId ? `${person.name} ${t("person.you")}` : person.name;
         return h(
           "div",
           { class: "checkbox" },
           input,
           h(
             "label",
-            { for: id },
-            person.name,
-            person.id === this.viewerId ? ` ${t("person.you")}` : "",
-            person.email ? h("span", { class: "muted small" }, ` ${person.email}`) : null,
+            // The address may be cut short on screen: the tooltip has it whole.
+            { for: id, title: person.email ? `${name} ${person.email}` : name },
+            name,
+            person.email ? h("span", { class: "checkbox__address muted small" }, person.email) : null,
           ),
         );
       }),
