@@ -94,6 +94,7 @@ async def test_control_characters_in_addresses_names_and_titles_are_refused_nami
         (UPDATE_PERSON, {"id": zed["id"], "input": {"name": "Zed\nBcc: x"}}, "name"),
         (CREATE_TASK, {"title": "Quote\r\nBcc: everyone@example.test"}, "title"),
         (CREATE_TASK, {"title": "Quote\x1b[31m"}, "title"),
+        (CREATE_TASK, {"title": "Quote\u2028Bcc: everyone@example.test"}, "title"),
         (ADD_COMMENT, {"taskId": task["id"], "body": "Hello\x00world"}, "body"),
         (ADD_COMMENT, {"taskId": task["id"], "body": "Bell\x07"}, "body"),
         (CREATE_SCENARIO, {"input": {**scenario, "name": "N\x00", "template": "t"}}, "name"),
