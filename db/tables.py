@@ -104,26 +104,17 @@ people = sa.Table(
 # One person per address and channel in an account, so that an address is never
 # notified twice and two concurrent adds cannot both win (migration 0007, ADR 0017).
 # Emails compare without case, as the suppression list compares them.
-PERSON_ADDRESS_INDEXES = {
-    "email": sa.Index(
-        "uq_people_account_id_email",
-        people.c.account_id,
-        sa.func.lower(people.c.email),
-        unique=True,
-    ),
-    "telegram_chat_id": sa.Index(
-        "uq_people_account_id_telegram_chat_id",
-        people.c.account_id,
-        people.c.telegram_chat_id,
-        unique=True,
-    ),
-    "phone": sa.Index(
-        "uq_people_account_id_phone", people.c.account_id, people.c.phone, unique=True
-    ),
-    "webhook_url": sa.Index(
-        "uq_people_account_id_webhook_url", people.c.account_id, people.c.webhook_url, unique=True
-    ),
-}
+sa.Index(
+    "uq_people_account_id_email", people.c.account_id, sa.func.lower(people.c.email), unique=True
+)
+sa.Index(
+    "uq_people_account_id_telegram_chat_id",
+    people.c.account_id,
+    people.c.telegram_chat_id,
+    unique=True,
+)
+sa.Index("uq_people_account_id_phone", people.c.account_id, people.c.phone, unique=True)
+sa.Index("uq_people_account_id_webhook_url", people.c.account_id, people.c.webhook_url, unique=True)
 
 api_tokens = sa.Table(
     "api_tokens",

@@ -78,9 +78,13 @@ export function applyUpdate(key, counts, delivery) {
 export function applyOverall(key, counts, delivery) {
   clock += 1;
   touchedAt.set(key, clock);
-  let deliveries = statuses.get(key)?.deliveries;
-  const index = deliveries?.findIndex((d) => d.id === delivery.id) ?? -1;
-  deliveries = index >= 0 ? deliveries.with(index, delivery) : undefined;
+  const known = statuses.get(key)?.deliveries;
+  const index = known?.findIndex((d) => d.id === delivery.id) ?? -1;
+  let deliveries;
+  if (index >= 0) {
+    deliveries = [...known];
+    deliveries[index] = delivery;
+  }
   statuses.set(key, counts ? { ...counts, deliveries } : null);
   notify(key);
 }
