@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,14 @@ _WITH_TARGET = sa.select(
 ).join(notifications, notifications.c.id == deliveries.c.notification_id)
 
 _ORDER = (deliveries.c.notification_id, deliveries.c.position)
+
+
+def _grouped(rows: Iterable[Row[Any]], key: str) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The rows by the value of their column `key`, in the order given."""
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, key)].append(row)
+    return grouped
 
 
 def change_of(row: Row[Any]) -> DeliveryChanged:
@@ -62,10 +70,7 @@ async def deliveries_by_comment(
             _WITH_TARGET.where(notifications.c.comment_id.in_(comment_ids)).order_by(*_ORDER)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.comment_id].append(row)
-    return grouped
+    return _grouped(rows, "comment_id")
 
 
 async def deliveries_by_task(
@@ -80,10 +85,7 @@ async def deliveries_by_task(
             ).order_by(*_ORDER)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.task_id].append(row)
-    return grouped
+    return _grouped(rows, "task_id")
 
 
 async def deliveries_of_tasks(
@@ -100,10 +102,7 @@ async def deliveries_of_tasks(
             .order_by(notifications.c.created_at, *_ORDER)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.task_id].append(row)
-    return grouped
+    return _grouped(rows, "task_id")
 
 
 async def status_counts_by_task(
@@ -128,10 +127,7 @@ async def status_counts_by_task(
         .where(notifications.c.task_id.in_(task_ids), notifications.c.created_at >= since)
         .group_by(notifications.c.task_id, comments.c.is_system, deliveries.c.state)
     )
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in (await conn.execute(query)).all():
-        grouped[row.task_id].append(row)
-    return grouped
+    return _grouped((await conn.execute(query)).all(), "task_id")
 
 
 async def events_by_delivery(
@@ -144,10 +140,7 @@ async def events_by_delivery(
             .order_by(delivery_events.c.id)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.delivery_id].append(row)
-    return grouped
+    return _grouped(rows, "delivery_id")
 
 
 async def add_event(

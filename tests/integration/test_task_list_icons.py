@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
-
-from broadcaster import Broadcast
-from starlette.requests import Request
 
 from db.accounts import Viewer
 from db.engine import Database
-from resolvers.context import Context, Services
-from schema import schema
-from tests.integration.test_batching import by_table, queries, recording
+from tests.integration.test_batching import by_table, queries, run_query
 from tests.support.builders import (
     add_comments,
     add_people,
     create_account,
     create_task,
-    make_settings,
     notify_task_created,
 )
 
@@ -54,25 +47,6 @@ async def build_list(db: Database, *, tasks: int, comments: int) -> Viewer:
     return Viewer(account.account_id, account.owner_id)
 
 
-async def run_list(db: Database, viewer: Viewer, tmp_path: Path) -> tuple[Any, list[str]]:
-    services = Services(
-        db=db,
-        broadcast=Broadcast("memory://"),
-        settings=make_settings(tmp_path),
-        wake_worker=lambda: None,
-    )
-    context = Context(
-        services=services,
-        request=Request({"type": "http", "headers": []}),
-        response=None,
-        viewer=viewer,
-    )
-    with recording(db) as statements:
-        result = await schema.execute(TASK_LIST, context_value=context)
-    assert result.errors is None, result.errors
-    return result.data, statements
-
-
 async def test_the_task_lists_icons_cost_the_same_few_queries_for_3_or_30_tasks(
     db: Database, tmp_path: Path
 ) -> None:
@@ -82,8 +56,8 @@ async def test_the_task_lists_icons_cost_the_same_few_queries_for_3_or_30_tasks(
     await db.ping()
 
     # when
-    short_data, short_statements = await run_list(db, short, tmp_path)
-    long_data, long_statements = await run_list(db, long, tmp_path)
+    short_data, short_statements = await run_query(db, short, tmp_path, TASK_LIST)
+    long_data, long_statements = await run_query(db, long, tmp_path, TASK_LIST)
 
     # then: each icon counts the task's own deliveries and its comments'
     for data, tasks, comments in ((short_data, 3, 1), (long_data, 30, 4)):
