@@ -69,17 +69,21 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
-    from resolvers.mutations import validate_email
+    from graphql import GraphQLError
 
+    from resolvers.mutations import validate_email, validate_name
+
+    # The API's own rules, so that an account made here is one the API would accept.
     try:
+        name = validate_name(args.name)
         email = validate_email(args.email)
-    except Exception as error:
-        print(f"error: {error}", file=sys.stderr)
+    except GraphQLError as error:
+        print(f"error: {error.message}", file=sys.stderr)
         return 2
-    if not args.name.strip() or email is None:
-        print("error: --name and --email must not be empty", file=sys.stderr)
+    if email is None:
+        print("error: --email must not be empty", file=sys.stderr)
         return 2
-    created = asyncio.run(_create_account(settings, args.name.strip(), Plan(args.plan), email))
+    created = asyncio.run(_create_account(settings, name, Plan(args.plan), email))
     print(json.dumps(created))
     return 0
 

@@ -27,6 +27,7 @@ from aiosmtplib.email import parse_address
 from channels.addresses import BlockedAddress, public_address
 from channels.base import Outcome, RecipientResult
 from common.domain import NoticeKind
+from common.text import CONTROL_CHARACTERS
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,8 @@ def rejects_mailbox(code: int, text: str) -> bool:
     return _NO_SUCH_MAILBOX.search(text) is not None and "sender" not in text.lower()
 
 
-# C0 controls (NUL, CR, LF, TAB, ...), DEL, C1 controls, and the Unicode line breaks:
-# never part of an address, and a NUL or a line break makes aiosmtplib raise.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Never part of an address, and a NUL or a line break makes aiosmtplib raise.
+_CONTROL = CONTROL_CHARACTERS
 
 
 class Security(enum.StrEnum):

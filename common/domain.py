@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -87,22 +87,27 @@ class StatusSummary:
 def summarize(states: Iterable[DeliveryState]) -> StatusSummary | None:
     """The icon rule: FAILED if any failed, else QUEUED if any is queued, else READ if
     any was read, else SENT. No deliveries, no icon."""
-    counts = Counter(states)
-    total = sum(counts.values())
+    return summarize_counts(Counter(states))
+
+
+def summarize_counts(counts: Mapping[DeliveryState, int]) -> StatusSummary | None:
+    """`summarize` from how many deliveries are in each state."""
+    counted = Counter(counts)
+    total = sum(counted.values())
     if total == 0:
         return None
     for state in (DeliveryState.FAILED, DeliveryState.QUEUED, DeliveryState.READ):
-        if counts[state]:
+        if counted[state]:
             break
     else:
         state = DeliveryState.SENT
     return StatusSummary(
         state=state,
         total=total,
-        queued=counts[DeliveryState.QUEUED],
-        sent=counts[DeliveryState.SENT],
-        failed=counts[DeliveryState.FAILED],
-        read=counts[DeliveryState.READ],
+        queued=counted[DeliveryState.QUEUED],
+        sent=counted[DeliveryState.SENT],
+        failed=counted[DeliveryState.FAILED],
+        read=counted[DeliveryState.READ],
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import PersonKind, Plan
@@ -34,6 +35,20 @@ class NewAccount:
     account_id: uuid.UUID
     person_id: uuid.UUID
     token: str
+
+
+class AddressTaken(Exception):
+    """Another person of the account already has this address on this channel."""
+
+    def __init__(self, column: str, holder: Row[Any]) -> None:
+        super().__init__(column)
+        self.column = column
+        self.holder = holder
+
+
+# The columns that hold a person's address on a channel: one person per address in an
+# account (the unique indexes of db/tables.py).
+ADDRESS_COLUMNS = ("email", "telegram_chat_id", "phone", "webhook_url")
 
 
 @dataclass(frozen=True)
@@ -143,35 +158,76 @@ async def add_person(
     disabled_channels: Sequence[str] = (),
     tracking_consent: str = "UNKNOWN",
 ) -> Row[Any]:
+    """A new person; AddressTaken when one of the addresses is another person's."""
     person_id = uuid.uuid4()
-    await conn.execute(
-        people.insert().values(
-            id=person_id,
-            account_id=account_id,
-            kind=kind.value,
-            name=name,
-            email=email,
-            telegram_chat_id=telegram_chat_id,
-            phone=phone,
-            webhook_url=webhook_url,
-            disabled_channels=list(disabled_channels),
-            tracking_consent=tracking_consent,
-            created_at=utcnow(),
-        )
+    addresses = {
+        "email": email,
+        "telegram_chat_id": telegram_chat_id,
+        "phone": phone,
+        "webhook_url": webhook_url,
+    }
+    insert = people.insert().values(
+        id=person_id,
+        account_id=account_id,
+        kind=kind.value,
+        name=name,
+        disabled_channels=list(disabled_channels),
+        tracking_consent=tracking_consent,
+        created_at=utcnow(),
+        **addresses,
     )
+    await _claiming_addresses(conn, insert, account_id, person_id, addresses)
     return (await conn.execute(people.select().where(people.c.id == person_id))).one()
 
 
 async def update_person(
     conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
-    """Change the given columns of a person of this account; None if there is none."""
+    """Change the given columns of a person of this account; None if there is none;
+    AddressTaken when a new address is another person's."""
     query = people.select().where(people.c.id == person_id, people.c.account_id == account_id)
     if (await conn.execute(query)).first() is None:
         return None
     if values:
-        await conn.execute(people.update().where(people.c.id == person_id).values(**values))
+        update = people.update().where(people.c.id == person_id).values(**values)
+        await _claiming_addresses(conn, update, account_id, person_id, values)
     return (await conn.execute(query)).one()
+
+
+async def _claiming_addresses(
+    conn: AsyncConnection,
+    statement: sa.Executable,
+    account_id: uuid.UUID,
+    person_id: uuid.UUID,
+    values: dict[str, Any],
+) -> None:
+    """Run the statement that writes a person's addresses. The unique indexes decide,
+    so that of two concurrent claims on one address only one wins; the loser's
+    savepoint is rolled back and the transaction can still look up the winner."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(statement)
+    except IntegrityError:
+        for column in ADDRESS_COLUMNS:
+            value = values.get(column)
+            holder = (
+                None if value is None else await address_holder(conn, account_id, column, value)
+            )
+            if holder is not None and holder.id != person_id:
+                raise AddressTaken(column, holder) from None
+        raise
+
+
+async def address_holder(
+    conn: AsyncConnection, account_id: uuid.UUID, column: str, address: str
+) -> Row[Any] | None:
+    """The person of the account with this address in `column`, compared as its unique
+    index compares it (emails without case)."""
+    held = people.c[column]
+    same = sa.func.lower(held) == sa.func.lower(address) if column == "email" else held == address
+    return (
+        await conn.execute(people.select().where(people.c.account_id == account_id, same))
+    ).first()
 
 
 async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:

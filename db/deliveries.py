@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
-from db.tables import deliveries, delivery_events, messages, notifications
+from db.tables import comments, deliveries, delivery_events, messages, notifications
 
 # A delivery with the task and comment its notification is about.
 _WITH_TARGET = sa.select(
@@ -31,6 +31,14 @@ _WITH_TARGET = sa.select(
 ).join(notifications, notifications.c.id == deliveries.c.notification_id)
 
 _ORDER = (deliveries.c.notification_id, deliveries.c.position)
+
+
+def _grouped(rows: Iterable[Row[Any]], key: str) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The rows by the value of their column `key`, in the order given."""
+    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, key)].append(row)
+    return grouped
 
 
 def change_of(row: Row[Any]) -> DeliveryChanged:
@@ -62,10 +70,7 @@ async def deliveries_by_comment(
             _WITH_TARGET.where(notifications.c.comment_id.in_(comment_ids)).order_by(*_ORDER)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.comment_id].append(row)
-    return grouped
+    return _grouped(rows, "comment_id")
 
 
 async def deliveries_by_task(
@@ -80,10 +85,49 @@ async def deliveries_by_task(
             ).order_by(*_ORDER)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.task_id].append(row)
-    return grouped
+    return _grouped(rows, "task_id")
+
+
+async def deliveries_of_tasks(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """Every delivery of each task: its own notification's and its comments', each with
+    its task and comment and whether that comment is a system one (`is_system`, null for
+    the task's own)."""
+    rows = (
+        await conn.execute(
+            _WITH_TARGET.add_columns(comments.c.is_system)
+            .outerjoin(comments, comments.c.id == notifications.c.comment_id)
+            .where(notifications.c.task_id.in_(task_ids))
+            .order_by(notifications.c.created_at, *_ORDER)
+        )
+    ).all()
+    return _grouped(rows, "task_id")
+
+
+async def status_counts_by_task(
+    conn: AsyncConnection, task_ids: Sequence[uuid.UUID], *, since: dt.datetime
+) -> dict[uuid.UUID, list[Row[Any]]]:
+    """How many of each task's deliveries (as `deliveries_of_tasks` finds them) are in
+    each state, of notifications from `since` on: rows of (task_id, is_system, state,
+    deliveries, held, held_until), where `held` counts those the rate limit holds back
+    and `held_until` is the earliest time it holds one to (meaningful for QUEUED only)."""
+    query = (
+        sa.select(
+            notifications.c.task_id,
+            comments.c.is_system,
+            deliveries.c.state,
+            sa.func.count().label("deliveries"),
+            sa.func.count(deliveries.c.held_until).label("held"),
+            sa.func.min(deliveries.c.held_until).label("held_until"),
+        )
+        .select_from(deliveries)
+        .join(notifications, notifications.c.id == deliveries.c.notification_id)
+        .outerjoin(comments, comments.c.id == notifications.c.comment_id)
+        .where(notifications.c.task_id.in_(task_ids), notifications.c.created_at >= since)
+        .group_by(notifications.c.task_id, comments.c.is_system, deliveries.c.state)
+    )
+    return _grouped((await conn.execute(query)).all(), "task_id")
 
 
 async def events_by_delivery(
@@ -96,10 +140,7 @@ async def events_by_delivery(
             .order_by(delivery_events.c.id)
         )
     ).all()
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row.delivery_id].append(row)
-    return grouped
+    return _grouped(rows, "delivery_id")
 
 
 async def add_event(
@@ -145,7 +186,8 @@ async def transition(
     new_state: DeliveryState,
     values: dict[str, Any],
 ) -> list[uuid.UUID]:
-    """Move the deliveries that may enter `new_state`; returns the ids that moved."""
+    """Move the deliveries that may enter `new_state`; returns the ids that moved. A
+    state change ends any hold of the rate limit."""
     if not delivery_ids:
         return []
     result = await conn.execute(
@@ -154,10 +196,24 @@ async def transition(
             deliveries.c.id.in_(delivery_ids),
             deliveries.c.state.in_([state.value for state in predecessors(new_state)]),
         )
-        .values(state=new_state.value, **values)
+        .values(state=new_state.value, held_until=None, **values)
         .returning(deliveries.c.id)
     )
     return [row.id for row in result.all()]
+
+
+async def hold(
+    conn: AsyncConnection, delivery_ids: Sequence[uuid.UUID], until: dt.datetime
+) -> None:
+    """The rate limit holds these deliveries back until then (those still queued)."""
+    await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.state == DeliveryState.QUEUED.value,
+        )
+        .values(held_until=until)
+    )
 
 
 @dataclass(frozen=True)

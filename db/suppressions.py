@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +76,31 @@ async def reasons(
         )
     )
     return {wanted[row.address]: row.reason for row in rows}
+
+
+async def find(
+    conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str
+) -> Row[Any] | None:
+    """The suppression of this address on this channel, if there is one."""
+    return (await find_many(conn, account_id, [(channel, address)])).get((channel, address))
+
+
+async def find_many(
+    conn: AsyncConnection, account_id: uuid.UUID, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Row[Any]]:
+    """The suppression of each (channel, address) that has one, by the key as given."""
+    wanted: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for channel, address in keys:
+        wanted[(channel, normal(channel, address))].append((channel, address))
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        suppressions.select().where(
+            suppressions.c.account_id == account_id,
+            sa.tuple_(suppressions.c.channel, suppressions.c.address).in_(list(wanted)),
+        )
+    )
+    return {key: row for row in rows for key in wanted[(row.channel, row.address)]}
 
 
 async def list_suppressions(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:

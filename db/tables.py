@@ -101,6 +101,21 @@ people = sa.Table(
     _created_at(),
 )
 
+# One person per address and channel in an account, so that an address is never
+# notified twice and two concurrent adds cannot both win (migration 0007, ADR 0017).
+# Emails compare without case, as the suppression list compares them.
+sa.Index(
+    "uq_people_account_id_email", people.c.account_id, sa.func.lower(people.c.email), unique=True
+)
+sa.Index(
+    "uq_people_account_id_telegram_chat_id",
+    people.c.account_id,
+    people.c.telegram_chat_id,
+    unique=True,
+)
+sa.Index("uq_people_account_id_phone", people.c.account_id, people.c.phone, unique=True)
+sa.Index("uq_people_account_id_webhook_url", people.c.account_id, people.c.webhook_url, unique=True)
+
 api_tokens = sa.Table(
     "api_tokens",
     metadata,
@@ -246,6 +261,9 @@ deliveries = sa.Table(
     sa.Column("delivered_at", UtcDateTime(), nullable=True),
     # The most a pixel open said so far: HUMAN, PROXY or MACHINE.
     sa.Column("read_confidence", sa.String(16), nullable=True),
+    # While QUEUED: the recipient rate limit holds it back until then. Set by the worker,
+    # cleared by its next attempt or state change; ignore it in any other state.
+    sa.Column("held_until", UtcDateTime(), nullable=True),
     sa.Index("ix_deliveries_provider_message", "channel", "provider_message_id"),
     # A delivery is updated several times (sent, each open, a late bounce): room left on
     # each page lets PostgreSQL update in place (HOT) instead of writing the row anew and

@@ -13,6 +13,7 @@ from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
+from resolvers.text import one_line
 
 # Longest value a provider hands out for any of these, with room to spare.
 MAX_CREDENTIAL = 1000
@@ -23,7 +24,7 @@ async def set_channel_credentials(info: Info, given: dict[str, str | None]) -> R
     viewer = info.context.require_viewer()
     values: dict[str, str | None] = {}
     for name, value in given.items():
-        cleaned = (value or "").strip() or None
+        cleaned = one_line(value or "", name).strip() or None
         if cleaned is not None and len(cleaned) > MAX_CREDENTIAL:
             raise bad_input(f"'{name}' is longer than {MAX_CREDENTIAL} characters.", field=name)
         values[name] = cleaned

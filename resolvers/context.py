@@ -22,6 +22,7 @@ from db.accounts import Viewer
 from db.engine import Database
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
+from resolvers.text import shown
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Context:
     def loaders(self) -> Loaders:
         viewer = self.require_viewer()
         if self._loaders is None:
-            self._loaders = Loaders(self.db, viewer.account_id)
+            self._loaders = Loaders(self.db, viewer.account_id, self.history_cutoff)
         return self._loaders
 
     def reset_loaders(self) -> None:
@@ -99,7 +100,7 @@ def parse_id(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        raise bad_input(f"'{value}' is not a valid {what} id.", field="id") from None
+        raise bad_input(f"'{shown(value)}' is not a valid {what} id.", field="id") from None
 
 
 def bearer_token(value: str | None) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from graphql import GraphQLError
 
 
@@ -37,4 +39,38 @@ def history_expired(days: int | None = None) -> GraphQLError:
         "HISTORY_EXPIRED",
         f"This delivery is older than your plan's delivery history{window}; "
         "a higher plan shows a longer period.",
+    )
+
+
+# How a message names each address a person has.
+_ADDRESS_NAMES = {
+    "email": ("email", "email address"),
+    "telegram_chat_id": ("telegramChatId", "Telegram chat id"),
+    "phone": ("phone", "phone number"),
+    "webhook_url": ("webhookUrl", "webhook URL"),
+}
+
+
+def duplicate_address(column: str, person_id: str, person_name: str) -> GraphQLError:
+    """One address per channel in an account: another person already has this one."""
+    field, label = _ADDRESS_NAMES[column]
+    return _error(
+        "DUPLICATE_ADDRESS",
+        f"{person_name[:100]} (person {person_id}) already has this {label}: "
+        "one address belongs to one person in an account.",
+        field=field,
+        personId=person_id,
+    )
+
+
+def address_suppressed(channel: str, address: str, reason: str, since: dt.datetime) -> GraphQLError:
+    """A resend to an address on the suppression list would only fail again."""
+    return _error(
+        "ADDRESS_SUPPRESSED",
+        f"{address} is suppressed on {channel} since {since.isoformat()} because "
+        f"{reason[:200]}. Lift the suppression (liftSuppression) to send to it again.",
+        channel=channel,
+        address=address,
+        reason=reason,
+        since=since.isoformat(),
     )

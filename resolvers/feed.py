@@ -160,6 +160,30 @@ async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> list[Row[Any]
     )
 
 
+async def task_status_counts(
+    info: Info, task_id: uuid.UUID, include_system: bool
+) -> list[Row[Any]] | None:
+    """The counts behind a task's overall icon (its own notification and its comments');
+    None where the plan has no tracking."""
+    if not await info.context.tracking_allowed():
+        return None
+    rows = await info.context.loaders.task_status_counts.load(task_id)
+    return [row for row in rows if include_system or not row.is_system]
+
+
+async def all_task_deliveries(
+    info: Info, task_id: uuid.UUID, include_system: bool
+) -> list[Row[Any]]:
+    """The deliveries behind a task's overall icon."""
+    rows = await info.context.loaders.all_task_deliveries.load(task_id)
+    return await info.context.visible([row for row in rows if include_system or not row.is_system])
+
+
+async def suppression(info: Info, channel: str, address: str) -> Row[Any] | None:
+    """Why this address may not be sent to on this channel, if it may not."""
+    return await info.context.loaders.suppression.load((channel, address))
+
+
 async def status_rows_for(info: Info, delivery: Row[Any]) -> list[Row[Any]]:
     """All deliveries of the task or comment this delivery belongs to."""
     if delivery.comment_id is not None:

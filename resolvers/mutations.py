@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from graphql import GraphQLError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,9 +41,10 @@ from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.notify import enqueue_notification
 from resolvers.context import Info, parse_id
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import address_suppressed, bad_input, duplicate_address, not_found
 from resolvers.feed import require_within_history
 from resolvers.scenarios import fire_scenarios
+from resolvers.text import multi_line, one_line, shown
 
 MAX_NAME = 200
 MAX_TITLE = 500
@@ -54,8 +56,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _text(value: str, field: str, limit: int) -> str:
-    cleaned = value.strip()
+def _text(value: str, field: str, limit: int, *, lines: bool = False) -> str:
+    cleaned = (multi_line if lines else one_line)(value, field).strip()
     if not cleaned:
         raise bad_input(f"'{field}' must not be empty.", field=field)
     if len(cleaned) > limit:
@@ -63,18 +65,23 @@ def _text(value: str, field: str, limit: int) -> str:
     return cleaned
 
 
-def _optional(value: str | None) -> str | None:
+def _optional(value: str | None, field: str) -> str | None:
+    """An address: one line of text, or None when empty."""
     if value is None:
         return None
-    return value.strip() or None
+    return one_line(value, field).strip() or None
+
+
+def validate_name(value: str) -> str:
+    return _text(value, "name", MAX_NAME)
 
 
 def validate_email(value: str | None) -> str | None:
-    email = _optional(value)
+    email = _optional(value, "email")
     if email is None:
         return None
     if len(email) > 320 or not _EMAIL.match(email) or parseaddr(email)[1] != email:
-        raise bad_input(f"'{email}' is not an email address.", field="email")
+        raise bad_input(f"'{shown(email)}' is not an email address.", field="email")
     return email
 
 
@@ -83,56 +90,69 @@ def message_id_domain(mail_from: str) -> str:
     return address.rpartition("@")[2] or "beacon.localhost"
 
 
-_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
-_TELEGRAM_CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+# ASCII digits only: `\d` would take any script's digits.
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
+_TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
+# Bytes, not characters: the address is in a unique index, whose entries PostgreSQL
+# limits to about 2,700 bytes.
+MAX_URL_BYTES = 2000
 
 
 def validate_phone(value: str | None) -> str | None:
-    phone = _optional(value)
+    phone = _optional(value, "phone")
     if phone is None:
         return None
     phone = re.sub(r"[\s().-]", "", phone)
-    if not _PHONE.match(phone):
+    if not _PHONE.fullmatch(phone):
         raise bad_input(
-            f"'{value}' is not a phone number in international form (+15551234567).",
+            f"'{shown(value)}' is not a phone number in international form (+15551234567).",
             field="phone",
         )
     return phone
 
 
 def validate_telegram_chat(value: str | None) -> str | None:
-    chat = _optional(value)
-    if chat is not None and not _TELEGRAM_CHAT.match(chat):
+    chat = _optional(value, "telegramChatId")
+    if chat is not None and not _TELEGRAM_CHAT.fullmatch(chat):
         raise bad_input(
-            f"'{chat}' is not a Telegram chat id (a number, or @channelname).",
+            f"'{shown(chat)}' is not a Telegram chat id (a number, or @channelname).",
             field="telegramChatId",
         )
     return chat
 
 
 def validate_webhook_url(value: str | None) -> str | None:
-    url = _optional(value)
+    url = _optional(value, "webhookUrl")
     if url is None:
         return None
+    if len(url.encode()) > MAX_URL_BYTES:
+        raise bad_input(f"'webhookUrl' is longer than {MAX_URL_BYTES} bytes.", field="webhookUrl")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
-        raise bad_input(f"'{url}' is not an http(s) URL.", field="webhookUrl")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad_input(f"'{shown(url)}' is not an http(s) URL.", field="webhookUrl")
     return url
 
 
 @dataclass(frozen=True)
 class PersonFields:
-    """What a mutation may set on a person; UNSET (None in `given`) leaves a field as is."""
+    """What a mutation may set on a person: the fields given, validated (a field left out
+    stays as it is)."""
 
     values: dict[str, Any]
 
     @classmethod
     def validate(cls, **given: Any) -> PersonFields:
+        for key, value in given.items():
+            if value is None and key in _NOT_CLEARABLE:
+                field = _NOT_CLEARABLE[key]
+                raise bad_input(
+                    f"'{field}' cannot be null: leave it out to keep it as it is.", field=field
+                )
         return cls({key: _VALIDATORS[key](value) for key, value in given.items()})
 
 
-def _name(value: str) -> str:
-    return _text(value, "name", MAX_NAME)
+# Fields a person always has: an explicit null is a mistake, not "clear it".
+_NOT_CLEARABLE = {"name": "name", "tracking_consent": "trackingConsent"}
 
 
 def _channels(value: list[Channel] | None) -> list[str]:
@@ -140,7 +160,7 @@ def _channels(value: list[Channel] | None) -> list[str]:
 
 
 _VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "name": _name,
+    "name": validate_name,
     "email": validate_email,
     "telegram_chat_id": validate_telegram_chat,
     "phone": validate_phone,
@@ -152,21 +172,31 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
 
 async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
-    async with info.context.db.write() as conn:
-        return await db_accounts.add_person(
-            conn, account_id=viewer.account_id, kind=kind, **fields.values
-        )
+    try:
+        async with info.context.db.write() as conn:
+            return await db_accounts.add_person(
+                conn, account_id=viewer.account_id, kind=kind, **fields.values
+            )
+    except db_accounts.AddressTaken as taken:
+        raise _duplicate(taken) from None
 
 
 async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
-    async with info.context.db.write() as conn:
-        row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
+    try:
+        async with info.context.db.write() as conn:
+            row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
+    except db_accounts.AddressTaken as taken:
+        raise _duplicate(taken) from None
     if row is None:
         raise not_found("person")
     info.context.reset_loaders()
     return row
+
+
+def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
+    return duplicate_address(taken.column, str(taken.holder.id), taken.holder.name)
 
 
 async def configured_channels(conn: AsyncConnection, account_id: uuid.UUID) -> frozenset[Channel]:
@@ -229,7 +259,7 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
 
 async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
     viewer = info.context.require_viewer()
-    body = _text(body, "body", MAX_BODY)
+    body = _text(body, "body", MAX_BODY, lines=True)
     task = await info.context.loaders.task.load(parse_id(task_id, "task"))
     if task is None:
         raise not_found("task")
@@ -289,6 +319,11 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
             raise bad_input(
                 f"Only a failed delivery can be resent; this one is {row.state}.", field="id"
             )
+        suppression = await db_suppressions.find(conn, viewer.account_id, row.channel, row.address)
+        if suppression is not None:
+            raise address_suppressed(
+                row.channel, suppression.address, suppression.reason, suppression.created_at
+            )
         # A new attempt series: the old attempts and error stay in the event history.
         await db_deliveries.transition(
             conn,
@@ -315,12 +350,19 @@ _ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_cons
 
 
 async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
-    """Change the settings given; a flag given as null is left as it is."""
+    """Change the settings given; a flag left out stays as it is."""
     viewer = info.context.require_viewer()
-    values: dict[str, Any] = {
-        name: given[name] for name in _ACCOUNT_FLAGS if given.get(name) is not None
-    }
-    relay = _optional(given["smtp_relay"]) if "smtp_relay" in given else None
+    values: dict[str, Any] = {}
+    for name in _ACCOUNT_FLAGS:
+        if name not in given:
+            continue
+        if given[name] is None:
+            field = _camel(name)
+            raise bad_input(
+                f"'{field}' cannot be null: leave it out to keep it as it is.", field=field
+            )
+        values[name] = given[name]
+    relay = _optional(given["smtp_relay"], "smtpRelay") if "smtp_relay" in given else None
     server = None if relay is None else _relay(relay, info.context.services.settings)
     async with info.context.db.write() as conn:
         if "smtp_relay" in given:
@@ -332,6 +374,11 @@ async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
         row = await db_accounts.update_account(conn, viewer.account_id, values)
     info.context.reset_loaders()
     return row
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def _relay(url: str, settings: Settings) -> SmtpServer:
@@ -372,7 +419,9 @@ def _keep_password(given: SmtpServer, stored_url: str | None) -> str:
 async def lift_suppression(info: Info, channel: Channel, address: str) -> bool:
     viewer = info.context.require_viewer()
     async with info.context.db.write() as conn:
-        return await db_suppressions.lift(conn, viewer.account_id, channel.value, address)
+        return await db_suppressions.lift(
+            conn, viewer.account_id, channel.value, one_line(address, "address")
+        )
 
 
 async def _after_write(info: Info, changes: Sequence[Any]) -> None:

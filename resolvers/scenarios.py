@@ -31,6 +31,7 @@ from db import tasks as db_tasks
 from db.notify import enqueue_notification
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
+from resolvers.text import multi_line, one_line
 
 MAX_NAME = 200
 MAX_KEYWORD = 200
@@ -48,15 +49,15 @@ async def create_scenario(
     template: str,
 ) -> Row[Any]:
     viewer = info.context.require_viewer()
-    name = name.strip()
+    name = one_line(name, "name").strip()
     if not name or len(name) > MAX_NAME:
         raise bad_input(f"'name' must be 1 to {MAX_NAME} characters.", field="name")
-    keyword = (keyword or "").strip() or None
+    keyword = one_line(keyword or "", "keyword").strip() or None
     if trigger is ScenarioTrigger.KEYWORD and keyword is None:
         raise bad_input("A KEYWORD scenario needs a keyword.", field="keyword")
     if keyword is not None and len(keyword) > MAX_KEYWORD:
         raise bad_input(f"'keyword' is longer than {MAX_KEYWORD} characters.", field="keyword")
-    if not template.strip() or len(template) > MAX_TEMPLATE:
+    if not multi_line(template, "template").strip() or len(template) > MAX_TEMPLATE:
         raise bad_input(f"'template' must be 1 to {MAX_TEMPLATE} characters.", field="template")
     person: uuid.UUID | None = None
     if action is ScenarioAction.EMAIL_PERSON:

@@ -10,7 +10,6 @@ import strawberry
 from common import domain
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
-from resolvers.errors import bad_input
 from resolvers.live_updates import LiveUpdate, send_directly
 from schema.types import (
     Account,
@@ -41,7 +40,10 @@ class AddPersonInput:
     tracking_consent: domain.TrackingConsent = domain.TrackingConsent.UNKNOWN
 
 
-@strawberry.input(description="Only the fields given change; null clears an address.")
+@strawberry.input(
+    description="Only the fields given change; null clears an address (and "
+    "`disabledChannels`); `name` and `trackingConsent` cannot be null."
+)
 class UpdatePersonInput:
     name: str | None = strawberry.UNSET
     email: str | None = strawberry.UNSET
@@ -85,13 +87,15 @@ class AddCommentInput:
     body: str
 
 
-@strawberry.input
+@strawberry.input(
+    description="Only the fields given change; null clears `smtpRelay` (the system's relay)."
+)
 class UpdateAccountInput:
-    open_tracking: bool | None = None
-    show_all_recipients: bool | None = None
+    open_tracking: bool | None = strawberry.UNSET
+    show_all_recipients: bool | None = strawberry.UNSET
     smtp_relay: str | None = strawberry.UNSET
-    require_tracking_consent: bool | None = None
-    count_machine_opens: bool | None = None
+    require_tracking_consent: bool | None = strawberry.UNSET
+    count_machine_opens: bool | None = strawberry.UNSET
 
 
 @strawberry.input
@@ -162,8 +166,6 @@ class Mutation:
         self, info: Info, id: strawberry.ID, input: UpdatePersonInput
     ) -> Person:
         given = _given(input)
-        if given.get("name", "") is None:
-            raise bad_input("'name' cannot be cleared.", field="name")
         if "disabled_channels" in given and given["disabled_channels"] is None:
             given["disabled_channels"] = []
         row = await mutations.update_person(info, id, mutations.PersonFields.validate(**given))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -138,6 +139,17 @@ class DeliveryEvent:
     detail: str | None
 
 
+def _held_until(root: Delivery) -> dt.datetime | None:
+    if root.row.state != domain.DeliveryState.QUEUED.value:
+        return None  # a hold is written only on queued deliveries, and matters only there
+    return root.row.held_until  # type: ignore[no-any-return]
+
+
+async def _suppression(root: Delivery, info: Info) -> Suppression | None:
+    row = await feed.suppression(info, root.row.channel, root.row.address)
+    return Suppression.from_row(row) if row is not None else None
+
+
 @strawberry.type
 class Delivery:
     row: strawberry.Private[Row[Any]]
@@ -220,6 +232,20 @@ class Delivery:
         rows = await info.context.loaders.events.load(self.row.id)
         return [DeliveryEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
 
+    held_until: dt.datetime | None = strawberry.field(
+        resolver=_held_until,
+        description="While QUEUED: the recipient rate limit holds it back until then "
+        "(RECIPIENT_RATE_LIMIT emails per address per window); null otherwise.",
+    )
+    suppression: Suppression | None = strawberry.field(
+        resolver=_suppression,
+        description="The suppression list's entry for this address and channel, if it is "
+        "on the list: nothing is sent to it (a resend is refused) until it is lifted.",
+    )
+
+
+RowsLoader = Callable[[], Awaitable[list[Row[Any]]]]
+
 
 @strawberry.type
 class DeliveryStatus:
@@ -229,13 +255,61 @@ class DeliveryStatus:
     sent: int
     failed: int
     read: int
-    deliveries: list[Delivery]
+    held_back: int = strawberry.field(
+        description="Of `queued`, how many the recipient rate limit holds back "
+        "(see `Delivery.heldUntil`)."
+    )
+    held_until: dt.datetime | None = strawberry.field(
+        description="When the first of those held back may be sent; null when none is."
+    )
+    # Read only when `deliveries` is asked for: an icon needs only the counts.
+    rows: strawberry.Private[RowsLoader]
+
+    @strawberry.field
+    async def deliveries(self) -> list[Delivery]:
+        return [Delivery(row=row) for row in await self.rows()]
 
     @classmethod
     def from_rows(cls, rows: list[Row[Any]] | None) -> DeliveryStatus | None:
+        """The status of these deliveries."""
         if rows is None:
             return None
-        summary = domain.summarize(domain.DeliveryState(row.state) for row in rows)
+        queued = domain.DeliveryState.QUEUED.value
+        held = [row.held_until for row in rows if row.state == queued and row.held_until]
+
+        async def known() -> list[Row[Any]]:
+            return rows
+
+        return cls._of(
+            domain.summarize(domain.DeliveryState(row.state) for row in rows),
+            len(held),
+            min(held, default=None),
+            known,
+        )
+
+    @classmethod
+    def from_counts(cls, counts: list[Row[Any]] | None, rows: RowsLoader) -> DeliveryStatus | None:
+        """The status from counts by state (db.deliveries.status_counts_by_task); its
+        deliveries are read by `rows` if asked for."""
+        if counts is None:
+            return None
+        by_state: Counter[domain.DeliveryState] = Counter()
+        held, held_until = 0, []
+        for row in counts:
+            by_state[domain.DeliveryState(row.state)] += row.deliveries
+            if row.state == domain.DeliveryState.QUEUED.value and row.held:
+                held += row.held
+                held_until.append(row.held_until)
+        return cls._of(domain.summarize_counts(by_state), held, min(held_until, default=None), rows)
+
+    @classmethod
+    def _of(
+        cls,
+        summary: domain.StatusSummary | None,
+        held_back: int,
+        held_until: dt.datetime | None,
+        rows: RowsLoader,
+    ) -> DeliveryStatus | None:
         if summary is None:
             return None
         return cls(
@@ -245,8 +319,39 @@ class DeliveryStatus:
             sent=summary.sent,
             failed=summary.failed,
             read=summary.read,
-            deliveries=[Delivery(row=row) for row in rows],
+            held_back=held_back,
+            held_until=held_until,
+            rows=rows,
         )
+
+
+async def overall_status(
+    info: Info, task_id: uuid.UUID, include_system: bool
+) -> DeliveryStatus | None:
+    """A task's icon over its own notification and its comments'."""
+    return DeliveryStatus.from_counts(
+        await feed.task_status_counts(info, task_id, include_system),
+        lambda: feed.all_task_deliveries(info, task_id, include_system),
+    )
+
+
+_OVERALL = (
+    "The icon over the task's own notification and all its comments' (system comments "
+    "only with `includeSystem`, as in `comments`): the worst state by the same rule as "
+    "each item's icon, with the counts summed. Null without deliveries or tracking."
+)
+
+
+async def _task_overall_status(
+    root: Task, info: Info, include_system: bool = False
+) -> DeliveryStatus | None:
+    return await overall_status(info, root.row.id, include_system)
+
+
+async def _update_task_status(
+    root: DeliveryUpdate, info: Info, include_system: bool = False
+) -> DeliveryStatus | None:
+    return await overall_status(info, uuid.UUID(root.task_id), include_system)
 
 
 @strawberry.type
@@ -271,7 +376,12 @@ class Task:
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
+        """The icon of the task's own notification (its creation)."""
         return DeliveryStatus.from_rows(await feed.task_deliveries(info, self.row.id))
+
+    overall_status: DeliveryStatus | None = strawberry.field(
+        resolver=_task_overall_status, description=_OVERALL
+    )
 
     @strawberry.field
     async def comments(
@@ -401,6 +511,11 @@ class DeliveryUpdate:
     # The same object goes to every subscriber of the account on this node; the
     # selection is executed once per update (see resolvers/live.py).
     shared: strawberry.Private[SharedResults | None] = None
+
+    task_status: DeliveryStatus | None = strawberry.field(
+        resolver=_update_task_status,
+        description="The task's `overallStatus` after this update. " + _OVERALL,
+    )
 
 
 def _connection(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels.base import Outcome, RecipientResult
 from common.domain import Channel, DeliveryState
 from common.settings import Settings
-from db.deliveries import NewEvent, SendBatch, add_events, transition
+from db.deliveries import NewEvent, SendBatch, add_events, hold, transition
 from db.suppressions import suppress_address_of
 from db.tables import deliveries
 from sending.backoff import retry_delay
@@ -45,6 +45,8 @@ class Writes:
     failed: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
     suppress: list[tuple[Row[Any], str]] = field(default_factory=list)
+    # (delivery id, until when) for each delivery the rate limit holds back.
+    held: list[tuple[uuid.UUID, dt.datetime]] = field(default_factory=list)
 
     async def apply(self, conn: AsyncConnection, now: dt.datetime) -> None:
         for state, changes in (
@@ -57,6 +59,11 @@ class Writes:
                 groups[tuple(values.items())].append(delivery_id)
             for values_key, ids in groups.items():
                 await transition(conn, ids, state, dict(values_key))
+        held: dict[dt.datetime, list[uuid.UUID]] = defaultdict(list)
+        for delivery_id, until in self.held:
+            held[until].append(delivery_id)
+        for until, ids in held.items():
+            await hold(conn, ids, until)
         for row, reason in self.suppress:
             await suppress_address_of(conn, row, reason=reason, now=now)
         await add_events(conn, self.events)
@@ -76,6 +83,7 @@ def add_outcomes(
         if row.address in attempt.held_back:
             resume_at = attempt.held_back[row.address]
             retry_at = resume_at if retry_at is None else min(retry_at, resume_at)
+            writes.held.append((row.id, resume_at))
             writes.events.append(
                 NewEvent(
                     row.id,
@@ -126,7 +134,8 @@ def add_outcomes(
 async def count_attempts(
     conn: AsyncConnection, delivery_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
-    """Count one more attempt on each delivery still queued; returns the new counts."""
+    """Count one more attempt on each delivery still queued (it is no longer held back);
+    returns the new counts."""
     if not delivery_ids:
         return {}
     result = await conn.execute(
@@ -135,7 +144,7 @@ async def count_attempts(
             deliveries.c.id.in_(delivery_ids),
             deliveries.c.state == DeliveryState.QUEUED.value,
         )
-        .values(attempts=deliveries.c.attempts + 1)
+        .values(attempts=deliveries.c.attempts + 1, held_until=None)
         .returning(deliveries.c.id, deliveries.c.attempts)
     )
     return {row.id: row.attempts for row in result.all()}

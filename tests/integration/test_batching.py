@@ -121,7 +121,14 @@ def by_table(statements: list[str]) -> Counter[str]:
     return counts
 
 
-async def run_feed(db: Database, feed: Feed, tmp_path: Path) -> tuple[dict[str, Any], list[str]]:
+async def run_query(
+    db: Database,
+    viewer: Viewer,
+    tmp_path: Path,
+    query: str,
+    variables: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The query's data as `viewer` gets it, and every statement it sent."""
     services = Services(
         db=db,
         broadcast=Broadcast("memory://"),
@@ -132,15 +139,17 @@ async def run_feed(db: Database, feed: Feed, tmp_path: Path) -> tuple[dict[str, 
         services=services,
         request=Request({"type": "http", "headers": []}),
         response=None,
-        viewer=feed.viewer,
+        viewer=viewer,
     )
     with recording(db) as statements:
-        result = await schema.execute(
-            FEED, variable_values={"id": str(feed.task_id)}, context_value=context
-        )
+        result = await schema.execute(query, variable_values=variables, context_value=context)
     assert result.errors is None, result.errors
     assert result.data is not None
     return result.data, statements
+
+
+async def run_feed(db: Database, feed: Feed, tmp_path: Path) -> tuple[dict[str, Any], list[str]]:
+    return await run_query(db, feed.viewer, tmp_path, FEED, {"id": str(feed.task_id)})
 
 
 def check_shape(data: dict[str, Any], *, comments: int, recipients: int) -> None:

@@ -56,7 +56,9 @@ export async function graphql(query, variables = {}, token = tokenStore.get()) {
 export const DELIVERY_FIELDS = `
 fragment DeliveryFields on Delivery {
   id channel address state attempts queuedAt sentAt failedAt readAt readConfidence acceptedBy
+  heldUntil
   recipient { id name }
+  suppression { channel address reason createdAt }
   error { code message permanent }
   events { type at detail }
 }`;
@@ -65,9 +67,12 @@ fragment DeliveryFields on Delivery {
 // subscription updates are merged into them by delivery id.
 const STATUS_FIELDS = `
 fragment StatusFields on DeliveryStatus {
-  state total queued sent failed read
+  state total queued sent failed read heldBack heldUntil
   deliveries { ...DeliveryFields }
 }`;
+
+// An icon without its deliveries: the task list's icons (read when the popup opens).
+const COUNTS = "state total queued sent failed read heldBack heldUntil";
 
 export const ME = `
 query Me {
@@ -78,12 +83,18 @@ query Me {
 export const PEOPLE = `
 query People { viewer { id } people { id name kind email } }`;
 
+// The list's icon is the task's overall one: its own notification and its comments'.
 export const TASKS = `
-query Tasks($first: Int, $after: String) {
+query Tasks($first: Int, $after: String, $includeSystem: Boolean!) {
   tasks(first: $first, after: $after) {
-    edges { node { id title createdAt deliveryStatus { ...StatusFields } } }
+    edges { node { id title createdAt overallStatus(includeSystem: $includeSystem) { ${COUNTS} } } }
     pageInfo { hasNextPage endCursor }
   }
+}`;
+
+export const TASK_OVERALL = `
+query TaskOverall($id: ID!, $includeSystem: Boolean!) {
+  task(id: $id) { id overallStatus(includeSystem: $includeSystem) { ...StatusFields } }
 }
 ${STATUS_FIELDS}
 ${DELIVERY_FIELDS}`;
@@ -118,9 +129,10 @@ mutation AddPerson($name: String!, $email: String) {
 }`;
 
 export const CREATE_TASK = `
-mutation CreateTask($title: String!, $subscriberIds: [ID!]!) {
+mutation CreateTask($title: String!, $subscriberIds: [ID!]!, $includeSystem: Boolean!) {
   createTask(input: {title: $title, subscriberIds: $subscriberIds}) {
     id title createdAt deliveryStatus { ...StatusFields }
+    overallStatus(includeSystem: $includeSystem) { ${COUNTS} }
   }
 }
 ${STATUS_FIELDS}
@@ -134,6 +146,11 @@ ${COMMENT_FIELDS}
 ${STATUS_FIELDS}
 ${DELIVERY_FIELDS}`;
 
+export const LIFT_SUPPRESSION = `
+mutation LiftSuppression($channel: Channel!, $address: String!) {
+  liftSuppression(channel: $channel, address: $address)
+}`;
+
 export const RESEND = `
 mutation Resend($id: ID!) {
   resendDelivery(id: $id) { ...DeliveryFields }
@@ -146,7 +163,9 @@ export const DELIVERY_UPDATED = `
 subscription Live {
   deliveryUpdated {
     taskId commentId
-    status { state total queued sent failed read }
+    status { ${COUNTS} }
+    taskStatus { ${COUNTS} }
+    taskStatusWithSystem: taskStatus(includeSystem: true) { ${COUNTS} }
     delivery { ...DeliveryFields }
   }
 }

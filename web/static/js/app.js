@@ -1,7 +1,7 @@
 // The dashboard's entry point: sign-in, the header, the views, and the one live
 // subscription that keeps every icon (and an open popup) current.
 
-import { DELIVERY_UPDATED, ME, RESEND, graphql, tokenStore } from "./api.js";
+import { DELIVERY_UPDATED, LIFT_SUPPRESSION, ME, RESEND, TASK_OVERALL, graphql, tokenStore } from "./api.js";
 import { byId, h } from "./dom.js";
 import { Feed } from "./feed.js";
 import { LANGUAGES, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
@@ -17,17 +17,33 @@ const session = { account: null, live: null, liveStatus: "connecting" };
 const ONE_COLUMN = window.matchMedia("(max-width: 800px)");
 
 const details = new DetailsDialog({
-  describe: (key) => feed.describe(key) || (key.startsWith("task:") ? taskTitle(key) : ""),
+  describe: (key) => feed.describe(key) || taskTitle(key),
   resend: async (deliveryId) => {
     const data = await graphql(RESEND, { id: deliveryId });
     store.mergeDelivery(data.resendDelivery);
+  },
+  lift: async (channel, address) => {
+    await graphql(LIFT_SUPPRESSION, { channel, address });
+    store.suppressionLifted(channel, address);
+  },
+  // Only a task list's icon comes without its deliveries.
+  load: async (key) => {
+    const token = store.snapshotToken();
+    const id = key.slice("overall:".length);
+    const data = await graphql(TASK_OVERALL, { id, includeSystem: feed.includeSystem });
+    store.setSnapshot(key, data.task?.overallStatus ?? null, token);
   },
 });
 
 const openDetails = (key, opener) => details.open(key, opener);
 const failed = (error) => showError(error);
 
-const tasks = new TaskList({ openDetails, select: (id) => navigate(id), failed });
+const tasks = new TaskList({
+  openDetails,
+  select: (id) => navigate(id),
+  failed,
+  includeSystem: () => feed.includeSystem,
+});
 const feed = new Feed({
   openDetails,
   failed,
@@ -35,8 +51,11 @@ const feed = new Feed({
 });
 
 function taskTitle(key) {
-  const title = tasks.title(key.slice("task:".length));
-  return title ? t("details.forTask", { title }) : "";
+  const [kind, id] = key.split(":");
+  const title = tasks.title(id);
+  if (!title) return "";
+  if (kind === "overall") return t("details.forTaskAll", { title });
+  return kind === "task" ? t("details.forTask", { title }) : "";
 }
 
 // ------------------------------------------------------------------ sign-in
@@ -140,6 +159,10 @@ function startLive() {
 function applyUpdate(update) {
   const key = update.commentId ? store.commentKey(update.commentId) : store.taskKey(update.taskId);
   store.applyUpdate(key, update.status, update.delivery);
+  if (tasks.has(update.taskId)) {
+    const overall = feed.includeSystem ? update.taskStatusWithSystem : update.taskStatus;
+    store.applyOverall(store.overallKey(update.taskId), overall, update.delivery);
+  }
   if (update.commentId) feed.commentUpdated(update.taskId, update.commentId);
   else if (!tasks.has(update.taskId)) tasks.scheduleReload();
 }

@@ -3,7 +3,7 @@
 // with Tab and opened with Enter or Space like any other control.
 
 import { h, replaceChildren, s } from "./dom.js";
-import { plural, stateLabel, t } from "./i18n.js";
+import { formatDateTime, plural, stateLabel, t } from "./i18n.js";
 import { getStatus } from "./store.js";
 
 export const STATES = ["QUEUED", "SENT", "FAILED", "READ"];
@@ -93,17 +93,28 @@ function drawButton(button, status) {
   button.className = `status state--${state.toLowerCase()}`;
   button.dataset.state = state;
   button.dataset.total = String(total);
-  button.title = `${label}: ${t(`hint.${state}`)}.\n${breakdown(status)}`;
+  // Held back by the recipient rate limit: queued, but not before `heldUntil`. Shown
+  // beside the count, so that "Queued" does not hide a wait of many minutes.
+  const held = status.heldBack > 0 ? t("icon.heldBack", { count: status.heldBack }) : "";
+  button.dataset.heldBack = String(status.heldBack ?? 0);
+  button.title = `${label}: ${t(`hint.${state}`)}.\n${breakdown(status)}${held ? `\n${heldLine(status)}` : ""}`;
   replaceChildren(
     button,
     stateIcon(state),
     h("span", { class: "status__label" }, label),
     total > 1 ? h("span", { class: "status__count" }, `${count}/${total}`) : null,
+    held ? h("span", { class: "status__count status__held" }, held) : null,
   );
   // The name starts with the visible label (so voice control finds it by what it shows)
   // and reads the count as words: "Sent 2 of 3, show delivery details".
   const counted = total > 1 ? ` ${t("icon.count", { count, total })}` : "";
-  button.setAttribute("aria-label", `${label}${counted}, ${t("icon.details")}`);
+  const heldName = held ? `, ${held}` : "";
+  button.setAttribute("aria-label", `${label}${counted}${heldName}, ${t("icon.details")}`);
+}
+
+/** "Held back by the rate limit: 1, the first until 12:30:00" */
+function heldLine(status) {
+  return t("icon.heldUntil", { count: status.heldBack, time: formatDateTime(status.heldUntil) });
 }
 
 /** "3 recipients: Sent 1, Read 1, Send error 1" */

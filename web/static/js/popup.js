@@ -16,18 +16,24 @@ export class DetailsDialog {
    * @param {object} options
    * @param {(key: string) => string} options.describe  the subtitle: which task or comment
    * @param {(deliveryId: string) => Promise<void>} options.resend
+   * @param {(channel: string, address: string) => Promise<void>} options.lift  the suppression
+   * @param {(key: string) => Promise<void>} options.load  the deliveries of a status that
+   *   has only its counts (a task list's icon)
    */
-  constructor({ describe, resend }) {
+  constructor({ describe, resend, lift, load }) {
     this.dialog = byId("details");
     this.list = byId("details-list");
     this.subtitle = byId("details-subtitle");
     this.zone = byId("details-zone");
     this.describe = describe;
     this.resend = resend;
+    this.lift = lift;
+    this.load = load;
+    this.loading = null; // the key whose deliveries are being read
     this.key = null;
     this.opener = null;
     this.expanded = new Set(); // delivery ids whose history is unfolded
-    this.rowErrors = new Map(); // delivery id -> the last resend error
+    this.rowErrors = new Map(); // delivery id -> the last resend or lift error
 
     byId("details-close").addEventListener("click", () => this.dialog.close());
     // The dialog's box has no padding of its own, so a click whose target is the
@@ -82,6 +88,11 @@ export class DetailsDialog {
     const focusId = this.list.contains(document.activeElement)
       ? document.activeElement.dataset.focusId
       : undefined;
+    if (status && !status.deliveries) {
+      replaceChildren(this.list, h("li", { class: "muted" }, t("feed.loading")));
+      this.loadDeliveries(this.key);
+      return;
+    }
     const deliveries = status?.deliveries ?? [];
     replaceChildren(
       this.list,
@@ -102,10 +113,16 @@ export class DetailsDialog {
       facts.push(fact(t("details.readConfidence"), t(`confidence.${delivery.readConfidence}`), "readConfidence"));
     }
     if (delivery.acceptedBy) facts.push(fact(t("details.acceptedBy"), delivery.acceptedBy, "acceptedBy"));
+    if (delivery.heldUntil) {
+      // The recipient rate limit: queued, and not tried before then.
+      const until = h("time", { datetime: delivery.heldUntil }, formatDateTime(delivery.heldUntil));
+      facts.push(fact(t("details.heldUntil"), until, "heldUntil"));
+    }
     facts.push(fact(t("details.attempts"), String(delivery.attempts), "attempts"));
 
     const error = delivery.error;
-    const resendError = this.rowErrors.get(delivery.id);
+    const suppression = delivery.suppression;
+    const rowError = this.rowErrors.get(delivery.id);
     return h(
       "li",
       { class: "delivery", dataset: { deliveryId: delivery.id, state: delivery.state } },
@@ -120,7 +137,8 @@ export class DetailsDialog {
           h("span", { class: "address" }, delivery.address),
         ),
         statePill(delivery.state),
-        delivery.state === "FAILED"
+        // A resend to a suppressed address would only fail again: lift it first.
+        delivery.state === "FAILED" && !suppression
           ? h(
               "button",
               {
@@ -144,9 +162,58 @@ export class DetailsDialog {
             h("span", { class: "error__kind" }, `(${t(error.permanent ? "details.permanent" : "details.temporary")})`),
           )
         : null,
-      resendError ? h("p", { class: "form-error", role: "alert" }, resendError) : null,
+      suppression ? this.suppressionNotice(delivery.id, suppression) : null,
+      rowError ? h("p", { class: "form-error", role: "alert" }, rowError) : null,
       this.history(delivery),
     );
+  }
+
+  suppressionNotice(deliveryId, suppression) {
+    return h(
+      "div",
+      { class: "delivery__suppression", dataset: { field: "suppression" } },
+      h(
+        "p",
+        {},
+        t("details.suppressed", { since: formatDateTime(suppression.createdAt), reason: suppression.reason }),
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button button--small",
+          dataset: { focusId: `lift:${deliveryId}` },
+          onclick: (event) => this.liftClicked(event.currentTarget, deliveryId, suppression),
+        },
+        t("details.lift"),
+      ),
+    );
+  }
+
+  async liftClicked(button, deliveryId, suppression) {
+    button.disabled = true;
+    button.textContent = t("details.lifting");
+    this.rowErrors.delete(deliveryId);
+    try {
+      await this.lift(suppression.channel, suppression.address); // the store redraws the row
+    } catch (error) {
+      this.rowErrors.set(deliveryId, error.message);
+      this.render();
+    }
+  }
+
+  async loadDeliveries(key) {
+    if (this.loading === key) return;
+    this.loading = key;
+    try {
+      await this.load(key); // the store's snapshot redraws
+    } catch (error) {
+      if (this.key === key) {
+        replaceChildren(this.list, h("li", { class: "form-error", role: "alert" }, error.message));
+      }
+    } finally {
+      this.loading = null;
+    }
   }
 
   history(delivery) {

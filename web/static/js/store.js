@@ -9,12 +9,16 @@
 // update touched after that.
 
 let clock = 0;
-const statuses = new Map(); // key -> status (null: tracking off for this item)
+// key -> status (null: tracking off for this item). A status's `deliveries` is undefined
+// while only its counts are known (the task list's icons): the popup reads them.
+const statuses = new Map();
 const touchedAt = new Map(); // key -> clock of the last live update
 const listeners = new Set();
 
 export const taskKey = (id) => `task:${id}`;
 export const commentKey = (id) => `comment:${id}`;
+/** A task's icon over its own notification and its comments' (`Task.overallStatus`). */
+export const overallKey = (id) => `overall:${id}`;
 
 /** Take before sending a query; pass to `setSnapshot` with its result. */
 export function snapshotToken() {
@@ -36,12 +40,14 @@ export function setSnapshot(key, status, token) {
   if (known && (touchedAt.get(key) ?? 0) > token) {
     // The live updates are newer: keep their counts and deliveries, and only add the
     // deliveries that no update has mentioned yet.
-    const seen = new Set(known.deliveries.map((d) => d.id));
-    const missing = (status?.deliveries ?? []).filter((d) => !seen.has(d.id));
-    if (missing.length === 0) return;
-    statuses.set(key, { ...known, deliveries: [...known.deliveries, ...missing] });
+    if (!status?.deliveries) return;
+    const have = known.deliveries ?? [];
+    const seen = new Set(have.map((d) => d.id));
+    const missing = status.deliveries.filter((d) => !seen.has(d.id));
+    if (known.deliveries && missing.length === 0) return;
+    statuses.set(key, { ...known, deliveries: [...have, ...missing] });
   } else {
-    statuses.set(key, status ? { ...status, deliveries: [...(status.deliveries ?? [])] } : null);
+    statuses.set(key, status ? { ...status, deliveries: status.deliveries && [...status.deliveries] } : null);
   }
   notify(key);
 }
@@ -64,13 +70,45 @@ export function applyUpdate(key, counts, delivery) {
   return known !== undefined;
 }
 
-/** One delivery changed (e.g. a resendDelivery answer); counts come with the next update. */
-export function mergeDelivery(delivery) {
-  for (const [key, status] of statuses) {
-    const index = status?.deliveries.findIndex((d) => d.id === delivery.id) ?? -1;
-    if (index < 0) continue;
-    const deliveries = [...status.deliveries];
+/**
+ * A task's overall counts from a `deliveryUpdated` payload (`taskStatus`). Its
+ * deliveries, when loaded, get the one delivery merged; one they do not hold yet makes
+ * them unknown, to be read again (it may be a system comment's, which the page hides).
+ */
+export function applyOverall(key, counts, delivery) {
+  clock += 1;
+  touchedAt.set(key, clock);
+  const known = statuses.get(key)?.deliveries;
+  const index = known?.findIndex((d) => d.id === delivery.id) ?? -1;
+  let deliveries;
+  if (index >= 0) {
+    deliveries = [...known];
     deliveries[index] = delivery;
+  }
+  statuses.set(key, counts ? { ...counts, deliveries } : null);
+  notify(key);
+}
+
+/**
+ * One delivery changed (e.g. a resendDelivery answer); counts come with the next update.
+ * A live update may have overtaken the answer: a delivery's events are only ever
+ * appended, so the copy with the longer history is the newer one and is kept.
+ */
+export function mergeDelivery(delivery) {
+  updateDeliveries((d) => (d.id === delivery.id && delivery.events.length >= d.events.length ? delivery : d));
+}
+
+/** The suppression of an address was lifted: no delivery to it carries it any more. */
+export function suppressionLifted(channel, address) {
+  const lifted = (d) => d.suppression?.channel === channel && d.suppression.address === address;
+  updateDeliveries((d) => (lifted(d) ? { ...d, suppression: null } : d));
+}
+
+function updateDeliveries(change) {
+  for (const [key, status] of statuses) {
+    if (!status?.deliveries) continue;
+    const deliveries = status.deliveries.map(change);
+    if (deliveries.every((d, i) => d === status.deliveries[i])) continue;
     statuses.set(key, { ...status, deliveries });
     notify(key);
   }

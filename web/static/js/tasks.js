@@ -1,11 +1,13 @@
 // The sidebar: the task list (each task with its icon), the "New task" form with a
-// checkbox per person, and the "Add a contact" form.
+// checkbox per person, and the "Add a contact" form. A task's icon in the list is its
+// overall one: the worst state over its own notification and its comments' (system
+// comments only while they are shown), kept live by the subscription's `taskStatus`.
 
 import { ADD_PERSON, CREATE_TASK, PEOPLE, TASKS, graphql } from "./api.js";
 import { byId, h, reconcile, replaceChildren, submitting } from "./dom.js";
 import { formatDateTime, t } from "./i18n.js";
 import { refreshSlot, statusSlot } from "./icons.js";
-import { setSnapshot, snapshotToken, taskKey } from "./store.js";
+import { overallKey, setSnapshot, snapshotToken, taskKey } from "./store.js";
 
 const PAGE = 50;
 const MAX_PAGE = 200; // the API's limit for `first`
@@ -16,11 +18,13 @@ export class TaskList {
    * @param {(key: string, opener: HTMLElement) => void} options.openDetails
    * @param {(id: string) => void} options.select  show a task's feed
    * @param {(error: Error) => void} options.failed
+   * @param {() => boolean} options.includeSystem  whether system comments are shown
    */
-  constructor({ openDetails, select, failed }) {
+  constructor({ openDetails, select, failed, includeSystem }) {
     this.openDetails = openDetails;
     this.select = select;
     this.failed = failed;
+    this.includeSystem = includeSystem;
     this.list = byId("task-list");
     this.tasks = [];
     this.pageInfo = { hasNextPage: false, endCursor: null };
@@ -33,24 +37,30 @@ export class TaskList {
     byId("tasks-more").addEventListener("click", () => this.loadMore().catch(this.failed));
     byId("new-task-form").addEventListener("submit", (event) => this.createTask(event));
     byId("new-person-form").addEventListener("submit", (event) => this.addPerson(event));
+    // The icons count system comments only while they are shown.
+    byId("show-system").addEventListener("change", () => this.reload().catch(this.failed));
   }
 
   /** Fetch the list again, as far as it had been paged (capped by the API's limit). */
   async reload() {
     const token = snapshotToken();
     const first = Math.min(MAX_PAGE, Math.max(PAGE, this.tasks.length));
-    const data = await graphql(TASKS, { first });
+    const data = await graphql(TASKS, { first, includeSystem: this.includeSystem() });
     this.tasks = data.tasks.edges.map((edge) => edge.node);
     this.pageInfo = data.tasks.pageInfo;
-    for (const task of this.tasks) setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+    for (const task of this.tasks) setSnapshot(overallKey(task.id), task.overallStatus, token);
     this.render();
   }
 
   async loadMore() {
     const token = snapshotToken();
-    const data = await graphql(TASKS, { first: PAGE, after: this.pageInfo.endCursor });
+    const data = await graphql(TASKS, {
+      first: PAGE,
+      after: this.pageInfo.endCursor,
+      includeSystem: this.includeSystem(),
+    });
     const more = data.tasks.edges.map((edge) => edge.node);
-    for (const task of more) setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+    for (const task of more) setSnapshot(overallKey(task.id), task.overallStatus, token);
     const known = new Set(this.tasks.map((task) => task.id));
     this.tasks.push(...more.filter((task) => !known.has(task.id)));
     this.pageInfo = data.tasks.pageInfo;
@@ -107,7 +117,7 @@ export class TaskList {
         h("span", { class: "task-link__title" }),
         h("span", { class: "task-link__date muted small" }),
       ),
-      statusSlot(taskKey(task.id), (opener) => this.openDetails(taskKey(task.id), opener)),
+      statusSlot(overallKey(task.id), (opener) => this.openDetails(overallKey(task.id), opener)),
     );
     this.fill(node, task);
     return node;
@@ -176,9 +186,14 @@ export class TaskList {
     if (!title) return;
     await submitting(form, t("form.saving"), async () => {
       const token = snapshotToken();
-      const data = await graphql(CREATE_TASK, { title, subscriberIds: [...this.checked] });
+      const data = await graphql(CREATE_TASK, {
+        title,
+        subscriberIds: [...this.checked],
+        includeSystem: this.includeSystem(),
+      });
       const task = data.createTask;
       setSnapshot(taskKey(task.id), task.deliveryStatus, token);
+      setSnapshot(overallKey(task.id), task.overallStatus, token);
       if (!this.has(task.id)) this.tasks.unshift(task);
       this.render();
       form.reset();
