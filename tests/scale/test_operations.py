@@ -340,10 +340,11 @@ async def test_given_subscribers_with_one_selection_when_a_delivery_changes_then
         node.client.subscribe(UPDATES, {"taskId": task_id}) as third,
     ):
         logs = [UpdateLog(first), UpdateLog(second), UpdateLog(third)]
+        # (Read before the comment: its delivery may be sent before trigger returns.)
+        before = await node.metrics()
         comment, _ = await logs[0].trigger(
             lambda: _comment(node.client, task_id, "Shared"), caused_by_comment
         )
-        before = await node.metrics()
 
         # When its delivery is sent
         for log in logs:
