@@ -26,8 +26,9 @@ pytestmark = pytest.mark.browser
 
 async def add_system_comment(beacon: Beacon, account_id: str, task_id: str, body: str) -> None:
     """What an automation scenario would write: a system comment (no author) whose email
-    goes to the task's subscribers. No API creates these yet, so it is written straight
-    into the server's database; the server's worker sends it like any other."""
+    goes to the task's subscribers. A scenario (createScenario) writes one when it fires;
+    here it is written straight into the server's database, so that the test chooses its
+    body and moment; the server's worker sends it like any other."""
     db = Database(beacon.database_url)
     try:
         async with db.write() as conn:
