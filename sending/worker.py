@@ -20,7 +20,7 @@ from broadcaster import Broadcast
 from sqlalchemy.engine import Row
 
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
-from channels.email import EmailSender, SmtpServer
+from channels.email.sender import EmailSender, SmtpServer
 from common.broadcast import publish_changes
 from common.domain import Channel
 from common.events import DeliveryChanged
