@@ -31,13 +31,16 @@ from channels.base import (
     ReportStatus,
 )
 from channels.http import (
-    body_snippet,
+    Refusal,
+    accepted,
     host_of,
     json_object,
+    provider_code,
+    provider_words,
     redact,
+    refusal_result,
     retry_after_seconds,
     shorten,
-    status_line,
     transport_failure,
 )
 from common.domain import Channel
@@ -91,44 +94,26 @@ class TwilioSmsChannel:
         body = json_object(response) or {}
         message_sid = body.get("sid")
         if 200 <= status < 300 and isinstance(message_sid, str) and message_sid:
-            return RecipientResult(
+            return accepted(
                 address,
-                Outcome.ACCEPTED,
-                str(status),
+                status,
                 f"{body.get('status') or 'accepted'} as {message_sid}",
-                accepted_by=self._host,
+                host=self._host,
                 provider_message_id=message_sid,
             )
         code = body.get("code")
-        symbolic = str(code) if isinstance(code, int | str) and str(code) else str(status)
-        words = body.get("message")
-        message = redact(
-            str(words) if words else body_snippet(response.content) or status_line(response),
-            token,
+        refusal = Refusal(
+            status,
+            provider_code(code, status),
+            redact(provider_words(body.get("message"), response), token),
+            retry_after=retry_after_seconds(response),
+            credentials_refused=(
+                "Twilio refused the account SID and auth token"
+                if status == 401 or code == _AUTHENTICATE
+                else None
+            ),
         )
-        if status == 401 or code == _AUTHENTICATE:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"Twilio refused the account SID and auth token: {message}",
-            )
-        if status == 429 or status >= 500:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                symbolic,
-                message,
-                retry_after=retry_after_seconds(response),
-            )
-        if 400 <= status < 500:
-            return RecipientResult(address, Outcome.PERMANENT, symbolic, message)
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {message}",
-        )
+        return refusal_result(address, refusal, host=self._host)
 
 
 # --- Callbacks ---

@@ -16,13 +16,16 @@ from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
 from channels.http import (
     WIRE_PATH,
     HiddenPathTransport,
-    body_snippet,
+    Refusal,
+    accepted,
     host_of,
     json_object,
+    provider_code,
+    provider_words,
     redact,
+    refusal_result,
     retry_after_seconds,
     shorten,
-    status_line,
     transport_failure,
 )
 from common.domain import Channel
@@ -87,53 +90,30 @@ class TelegramChannel:
         if body.get("ok") is True and isinstance(result, dict) and "message_id" in result:
             chat = result.get("chat")
             chat_key = chat.get("id", chat_id) if isinstance(chat, dict) else chat_id
-            return RecipientResult(
+            return accepted(
                 address,
-                Outcome.ACCEPTED,
-                str(status),
+                status,
                 f"message {result['message_id']} sent to chat {chat_key}",
-                accepted_by=self._host,
+                host=self._host,
                 # Message ids count per chat: only the pair names one message.
                 provider_message_id=f"{chat_key}:{result['message_id']}",
             )
-        description = redact(_description(body, response), token)
-        if status in (401, 404):
-            # 401 is a revoked or wrong token, 404 one that is malformed (the path
-            # names no bot): either way, nothing sends until the account fixes it.
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"Telegram refused the bot token: {description}",
-            )
-        if status == 429:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                "429",
-                description,
-                retry_after=_retry_after(body) or retry_after_seconds(response),
-            )
-        if status >= 500:
-            return RecipientResult(address, Outcome.TRANSIENT, str(status), description)
-        if 400 <= status < 500:
-            # 403: the user blocked the bot or never started it; 400: chat not found,
-            # and the like. Sending again cannot help.
-            return RecipientResult(
-                address, Outcome.PERMANENT, str(body.get("error_code", status)), description
-            )
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {description}",
+        # 403 (the user blocked the bot or never started it) and 400 (chat not found, and
+        # the like) are refusals that sending again cannot change.
+        refusal = Refusal(
+            status,
+            provider_code(body.get("error_code"), status),
+            redact(_description(body, response), token),
+            retry_after=_retry_after(body) or retry_after_seconds(response),
+            # 401 is a revoked or wrong token, 404 one that is malformed (the path names
+            # no bot): either way, nothing sends until the account fixes it.
+            credentials_refused="Telegram refused the bot token" if status in (401, 404) else None,
         )
+        return refusal_result(address, refusal, host=self._host)
 
 
 def _description(body: dict[str, object], response: httpx.Response) -> str:
-    description = body.get("description")
-    text = str(description) if description else body_snippet(response.content)
-    text = text or status_line(response)
+    text = provider_words(body.get("description"), response)
     parameters = body.get("parameters")
     if isinstance(parameters, dict) and "migrate_to_chat_id" in parameters:
         # The group became a supergroup: the person's address needs the new id.

@@ -27,7 +27,10 @@ from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
 from channels.http import (
     WIRE_PATH,
     HiddenPathTransport,
+    Refusal,
+    accepted,
     body_snippet,
+    refusal_result,
     retry_after_seconds,
     transport_failure,
 )
@@ -219,25 +222,19 @@ def _classify(
     address = notice.address
     words = body_snippet(reply) or f"{status} {reason}".strip()
     if 200 <= status < 300:
-        refusal = _slack_refusal(reply)
-        if refusal is not None:
+        slack_error = _slack_refusal(reply)
+        if slack_error is not None:
             return RecipientResult(
                 address,
                 Outcome.PERMANENT,
-                refusal,
-                f"the receiver answered {status} with ok=false: {refusal}",
+                slack_error,
+                f"the receiver answered {status} with ok=false: {slack_error}",
             )
-        return RecipientResult(
-            address,
-            Outcome.ACCEPTED,
-            str(status),
-            words,
-            accepted_by=host,
-            # Webhook receivers have no id of their own: they know the delivery by the
-            # X-Beacon-Delivery header, so that is the id to name it by.
-            provider_message_id=notice.message_key,
-        )
+        # Webhook receivers have no id of their own: they know the delivery by the
+        # X-Beacon-Delivery header, so that is the id to name it by.
+        return accepted(address, status, words, host=host, provider_message_id=notice.message_key)
     if 300 <= status < 400:
+        # The tenant's own URL moved: only the tenant can fix it.
         return RecipientResult(
             address,
             Outcome.PERMANENT,
@@ -245,11 +242,9 @@ def _classify(
             f"the receiver redirected ({status} {reason}); redirects are not followed, "
             "so the webhook URL needs updating",
         )
-    if status in (408, 429) or status >= 500:
-        return RecipientResult(
-            address, Outcome.TRANSIENT, str(status), words, retry_after=retry_after
-        )
-    return RecipientResult(address, Outcome.PERMANENT, str(status), words)
+    # A receiver has no error codes of its own: the status is the code.
+    refusal = Refusal(status, str(status), words, retry_after=retry_after)
+    return refusal_result(address, refusal, host=host)
 
 
 def _slack_refusal(reply: bytes) -> str | None:

@@ -27,13 +27,16 @@ from channels.base import (
     ReportStatus,
 )
 from channels.http import (
-    body_snippet,
+    Refusal,
+    accepted,
     host_of,
     json_object,
+    provider_code,
+    provider_words,
     redact,
+    refusal_result,
     retry_after_seconds,
     shorten,
-    status_line,
     transport_failure,
 )
 from common.domain import Channel
@@ -92,44 +95,23 @@ class WhatsAppChannel:
         body = json_object(response) or {}
         wamid = _first_message_id(body)
         if 200 <= status < 300 and wamid is not None:
-            return RecipientResult(
-                address,
-                Outcome.ACCEPTED,
-                str(status),
-                f"accepted as {wamid}",
-                accepted_by=self._host,
-                provider_message_id=wamid,
+            return accepted(
+                address, status, f"accepted as {wamid}", host=self._host, provider_message_id=wamid
             )
         error = body.get("error")
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
-        message = redact(_error_text(error, response), token)
-        symbolic = str(code) if isinstance(code, int | str) and str(code) else str(status)
-        if status == 401 or code == _BAD_TOKEN:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"WhatsApp refused the access token: {message}",
-            )
-        if status == 429 or code in _THROTTLED:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                symbolic,
-                message,
-                retry_after=retry_after_seconds(response),
-            )
-        if status >= 500:
-            return RecipientResult(address, Outcome.TRANSIENT, symbolic, message)
-        if 400 <= status < 500:
-            return RecipientResult(address, Outcome.PERMANENT, symbolic, message)
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {message}",
+        refusal = Refusal(
+            status,
+            provider_code(code, status),
+            redact(_error_text(error, response), token),
+            retry_after=retry_after_seconds(response),
+            credentials_refused=(
+                "WhatsApp refused the access token" if status == 401 or code == _BAD_TOKEN else None
+            ),
+            throttled=code in _THROTTLED,
         )
+        return refusal_result(address, refusal, host=self._host)
 
 
 def _first_message_id(body: dict[str, object]) -> str | None:
@@ -142,8 +124,7 @@ def _first_message_id(body: dict[str, object]) -> str | None:
 
 
 def _error_text(error: dict[object, object], response: httpx.Response) -> str:
-    message = error.get("message")
-    text = str(message) if message else body_snippet(response.content) or status_line(response)
+    text = provider_words(error.get("message"), response)
     data = error.get("error_data")
     details = data.get("details") if isinstance(data, dict) else None
     if isinstance(details, str) and details and details not in text:
