@@ -90,6 +90,13 @@ def accepted(
     )
 
 
+def not_configured(address: str, missing: str) -> RecipientResult:
+    """The account lacks the credentials this channel needs (`missing` says which)."""
+    return RecipientResult(
+        address, Outcome.PERMANENT, "NOT_CONFIGURED", f"the account has no {missing}"
+    )
+
+
 def provider_code(code: object, status: int) -> str:
     """The provider's own error code where its body gives one, else the HTTP status."""
     return str(code) if isinstance(code, int | str) and str(code) else str(status)

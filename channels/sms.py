@@ -22,27 +22,8 @@ from urllib.parse import quote
 
 import httpx
 
-from channels.base import (
-    ChannelCredentials,
-    Notice,
-    Outcome,
-    ProviderReport,
-    RecipientResult,
-    ReportStatus,
-)
-from channels.http import (
-    Refusal,
-    accepted,
-    host_of,
-    json_object,
-    provider_code,
-    provider_words,
-    redact,
-    refusal_result,
-    retry_after_seconds,
-    shorten,
-    transport_failure,
-)
+from channels import http
+from channels.base import ChannelCredentials, Notice, ProviderReport, RecipientResult, ReportStatus
 from common.domain import Channel
 
 # Twilio refuses a Body longer than 1600 characters (error 21617).
@@ -57,7 +38,7 @@ class TwilioSmsChannel:
 
     def __init__(self, api_url: str, *, timeout: float, status_callback_url: str | None) -> None:
         self._api_url = api_url.rstrip("/")
-        self._host = host_of(api_url)
+        self._host = http.host_of(api_url)
         self._status_callback_url = status_callback_url
         self._client = httpx.AsyncClient(timeout=timeout)
 
@@ -70,13 +51,8 @@ class TwilioSmsChannel:
         token = credentials.twilio_auth_token
         sender = credentials.twilio_from_number
         if not sid or not token or not sender:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "NOT_CONFIGURED",
-                "the account has no Twilio account SID, auth token and sending number",
-            )
-        form = {"To": address.strip(), "From": sender, "Body": shorten(notice.text, MAX_TEXT)}
+            return http.not_configured(address, "Twilio account SID, auth token and sending number")
+        form = {"To": address.strip(), "From": sender, "Body": http.shorten(notice.text, MAX_TEXT)}
         if self._status_callback_url:
             form["StatusCallback"] = self._status_callback_url
         try:
@@ -86,15 +62,15 @@ class TwilioSmsChannel:
                 auth=(sid, token),
             )
         except httpx.HTTPError as exc:
-            return transport_failure(address, exc, host=self._host, secrets=(token,))
+            return http.transport_failure(address, exc, host=self._host, secrets=(token,))
         return self._result(address, response, token)
 
     def _result(self, address: str, response: httpx.Response, token: str) -> RecipientResult:
         status = response.status_code
-        body = json_object(response) or {}
+        body = http.json_object(response) or {}
         message_sid = body.get("sid")
         if 200 <= status < 300 and isinstance(message_sid, str) and message_sid:
-            return accepted(
+            return http.accepted(
                 address,
                 status,
                 f"{body.get('status') or 'accepted'} as {message_sid}",
@@ -102,18 +78,18 @@ class TwilioSmsChannel:
                 provider_message_id=message_sid,
             )
         code = body.get("code")
-        refusal = Refusal(
+        refusal = http.Refusal(
             status,
-            provider_code(code, status),
-            redact(provider_words(body.get("message"), response), token),
-            retry_after=retry_after_seconds(response),
+            http.provider_code(code, status),
+            http.redact(http.provider_words(body.get("message"), response), token),
+            retry_after=http.retry_after_seconds(response),
             credentials_refused=(
                 "Twilio refused the account SID and auth token"
                 if status == 401 or code == _AUTHENTICATE
                 else None
             ),
         )
-        return refusal_result(address, refusal, host=self._host)
+        return http.refusal_result(address, refusal, host=self._host)
 
 
 # --- Callbacks ---
