@@ -15,18 +15,12 @@ from collections.abc import AsyncIterator
 from graphql import GraphQLError
 
 from db import event_log
+from live.context import shared_context
+from live.feed import Overflow
+from live.positions import InvalidCursor, Position, decode_cursor
+from live.updates import LiveUpdate, SharedResults, load_updates
 from resolvers.context import Context, Info, parse_id
 from resolvers.errors import bad_input, not_found
-from resolvers.live import LiveFeed, Overflow
-from resolvers.live_updates import LiveUpdate, SharedResults, load_updates, shared_context
-from resolvers.positions import InvalidCursor, Position, decode_cursor
-
-
-def live_feed(info: Info) -> LiveFeed:
-    """The process's live feed (web/app.py keeps it in the app's state)."""
-    feed = getattr(info.context.request.app.state, "live_feed", None)
-    assert isinstance(feed, LiveFeed), "the app has no live feed"
-    return feed
 
 
 def overflow() -> GraphQLError:
@@ -51,7 +45,7 @@ async def delivery_updates(
             since = decode_cursor(after)
         except InvalidCursor as error:
             raise bad_input(f"'after': {error}.", field="after") from None
-    async with live_feed(info).listen(info.context) as listener:
+    async with info.context.services.live.listen(info.context) as listener:
         if since is not None:
             for update in await replay(info.context, since, listener.start, wanted):
                 yield update
