@@ -20,9 +20,9 @@ from db.deliveries import add_event
 from db.engine import Database
 from live.feed import Listener, LiveFeed
 from live.positions import Position
+from live.resume import replay
 from live.updates import LiveUpdate
 from resolvers.context import Context, Services
-from resolvers.subscriptions import replay
 from tests.support.builders import (
     T0,
     Scenario,
