@@ -10,9 +10,9 @@ import logging
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
+from broadcast import publish_changes
 from channels.email_bounce import verp_token
 from channels.smtp_listener import SmtpListener
-from common.broadcast import publish_changes
 from common.tokens import BOUNCE, verify
 from db.engine import Database
 from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
