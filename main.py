@@ -198,7 +198,7 @@ def _flush_logs_and_die(signum: int, _frame: object) -> None:
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
-    from common.broadcast import create_broadcast
+    from broadcast import create_broadcast
     from db.engine import Database
     from sending.worker import Worker
 

@@ -10,8 +10,8 @@ import logging
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
+from broadcast import publish_changes
 from channels.email.verp import message_key_of, verp_token
-from common.broadcast import publish_changes
 from db.engine import Database
 from inbound.bounces import MAX_BOUNCE_BYTES, record_bounce
 from inbound.smtp_listener import SmtpListener

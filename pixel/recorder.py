@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from broadcaster import Broadcast
 
-from common.broadcast import publish_changes
+from broadcast import publish_changes
 from common.events import DeliveryChanged
 from common.metrics import (
     PIXEL_BATCH,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from common.broadcast import publish_changes
+from broadcast import publish_changes
 from common.domain import Channel, DeliveryState
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries

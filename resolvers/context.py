@@ -20,6 +20,7 @@ from common.settings import Settings
 from db import accounts as db_accounts
 from db.accounts import Viewer
 from db.engine import Database
+from live.feed import LiveFeed
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
 from resolvers.text import shown
@@ -33,6 +34,8 @@ class Services:
     broadcast: Broadcast
     settings: Settings
     wake_worker: Callable[[], None]
+    # The process's one reader of the delivery event log, for every subscription.
+    live: LiveFeed
 
 
 @dataclass

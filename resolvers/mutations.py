@@ -20,10 +20,10 @@ from graphql import GraphQLError
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from broadcast import publish_changes
 from channels.addresses import is_blocked, literal_address
 from channels.base import ChannelCredentials
 from channels.email.sender import MASK, SmtpServer
-from common.broadcast import publish_changes
 from common.domain import (
     Channel,
     DeliveryState,

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import strawberry
 
 from common import domain
+from live.updates import LiveUpdate, send_directly
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
-from resolvers.live_updates import LiveUpdate, send_directly
 from schema.types import (
     Account,
     Bounce,

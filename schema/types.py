@@ -15,9 +15,9 @@ from sqlalchemy.engine import Row
 from channels.email.sender import masked_relay
 from common import domain
 from db.tasks import encode_cursor
+from live.updates import SharedResults
 from resolvers import feed
 from resolvers.context import Info
-from resolvers.live_updates import SharedResults
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
 for _enum in (
@@ -509,7 +509,7 @@ class DeliveryUpdate:
         "this update first, then the live stream: nothing lost, nothing twice."
     )
     # The same object goes to every subscriber of the account on this node; the
-    # selection is executed once per update (see resolvers/live.py).
+    # selection is executed once per update (see live/feed.py).
     shared: strawberry.Private[SharedResults | None] = None
 
     task_status: DeliveryStatus | None = strawberry.field(

@@ -19,9 +19,9 @@ from typing import Any
 from broadcaster import Broadcast
 from sqlalchemy.engine import Row
 
+from broadcast import publish_changes
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
 from channels.email.sender import EmailSender, SmtpServer
-from common.broadcast import publish_changes
 from common.domain import Channel
 from common.events import DeliveryChanged
 from common.metrics import SENDS

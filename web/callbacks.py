@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from broadcast import publish_changes
 from channels import sms, whatsapp
 from channels.base import ProviderReport
-from common.broadcast import publish_changes
 from common.domain import Channel
 from common.metrics import CALLBACKS
 from db import credentials as db_credentials

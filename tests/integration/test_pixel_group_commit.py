@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from common.broadcast import create_broadcast
+from broadcast import create_broadcast
 from common.domain import DeliveryState
 from db.deliveries import transition
 from db.engine import Database
