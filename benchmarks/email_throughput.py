@@ -45,7 +45,7 @@ import asyncpg
 import sqlalchemy as sa
 
 from benchmarks.support import fresh_postgres
-from channels.email import build_mime
+from channels.email.mime import build_mime
 from common.settings import Settings
 from db.deliveries import load_send_batch
 from db.engine import Database

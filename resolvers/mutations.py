@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from broadcast import publish_changes
 from channels.addresses import is_blocked, literal_address
 from channels.base import ChannelCredentials
-from channels.email import MASK, SmtpServer
+from channels.email.sender import MASK, SmtpServer
 from common.domain import (
     Channel,
     DeliveryState,

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from sqlalchemy.engine import Row
 
-from channels.email import masked_relay
+from channels.email.sender import masked_relay
 from common import domain
 from db.tasks import encode_cursor
 from live.updates import SharedResults

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 
 from broadcast import publish_changes
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
-from channels.email import EmailSender, SmtpServer
+from channels.email.sender import EmailSender, SmtpServer
 from common.domain import Channel
 from common.events import DeliveryChanged
 from common.metrics import SENDS

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from broadcast import create_broadcast
 from common.settings import Settings
 from db.engine import Database
+from inbound.bounce_listener import BounceListener
 from live.feed import LiveFeed
 from mailcatcher.routes import mailbox_routes
 from mailcatcher.server import MailCatcher
@@ -22,7 +23,6 @@ from pixel.confidence import load_rules
 from pixel.endpoint import pixel_route
 from pixel.recorder import OpenRecorder
 from resolvers.context import Services
-from sending.bounce_listener import BounceListener
 from sending.worker import Worker
 from web.callbacks import email_bounce_route, sms_route, whatsapp_routes
 from web.dashboard import dashboard_routes

@@ -27,8 +27,8 @@ from common.domain import Channel
 from common.metrics import CALLBACKS
 from db import credentials as db_credentials
 from db.engine import Database
-from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
-from sending.reports import apply_reports
+from inbound.bounces import MAX_BOUNCE_BYTES, record_bounce
+from inbound.reports import apply_reports
 
 log = logging.getLogger(__name__)
 

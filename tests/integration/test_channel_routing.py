@@ -14,7 +14,7 @@ from db.deliveries import add_event, transition
 from db.engine import Database
 from db.notify import enqueue_notification
 from db.tables import deliveries, messages, provider_reports
-from sending.reports import apply_reports
+from inbound.reports import apply_reports
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
     T0,

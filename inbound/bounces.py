@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.email_bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from channels.email.bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from channels.email.verp import message_key_of
 from common.domain import DeliveryState
 from common.events import DeliveryChanged
-from common.tokens import BOUNCE, verify
 from db import bounces as db_bounces
 from db.deliveries import add_event, change_of, message_deliveries, transition
 from db.engine import Database
@@ -104,7 +104,7 @@ async def _message_of(
     conn: AsyncConnection, report: BounceReport, secret_key: bytes, match_message_id: bool
 ) -> Row[Any] | None:
     if report.verp_token:
-        key = verify(report.verp_token, secret_key, BOUNCE)
+        key = message_key_of(report.verp_token, secret_key)
         if key is not None:
             return await db_bounces.message_by_id(conn, uuid.UUID(hex=key))
         log.warning("a bounce carried a VERP token with a bad signature; not trusted")
