@@ -69,15 +69,14 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
-    from graphql import GraphQLError
-
-    from resolvers.mutations import validate_email, validate_name
+    from domain.errors import InvalidInput
+    from domain.validation import validate_email, validate_name
 
     # The API's own rules, so that an account made here is one the API would accept.
     try:
         name = validate_name(args.name)
         email = validate_email(args.email)
-    except GraphQLError as error:
+    except InvalidInput as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
     if email is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -14,12 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.cursors import decode_cursor
 from common.domain import NoticeKind
 from db.tables import comments, people, task_subscribers, tasks
-
-
-class InvalidCursor(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -28,21 +23,6 @@ class Page:
     has_next: bool
     # Only a page read backwards (`last`/`before`) tells whether earlier rows exist.
     has_previous: bool = False
-
-
-def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id.hex}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        created_at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        parsed = dt.datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise InvalidCursor("the cursor is not one this server gave out") from error
 
 
 async def insert_task(

@@ -11,9 +11,9 @@ from common.broadcast import publish_changes
 from common.domain import Channel, DeliveryState
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries
+from domain.text import one_line
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
-from resolvers.text import one_line
 
 # Longest value a provider hands out for any of these, with room to spare.
 MAX_CREDENTIAL = 1000

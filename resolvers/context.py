@@ -20,9 +20,9 @@ from common.settings import Settings
 from db import accounts as db_accounts
 from db.accounts import Viewer
 from db.engine import Database
+from domain.text import shown
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
-from resolvers.text import shown
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from channels.base import ChannelCredentials
+from common.cursors import InvalidCursor
 from common.domain import Channel, Plan
 from db import accounts as db_accounts
 from db import bounces as db_bounces
-from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
+from domain import channels as domain_channels
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, history_expired, not_found
 
@@ -48,10 +48,9 @@ async def people(info: Info) -> Sequence[Row[Any]]:
 
 async def configured_channels(info: Info) -> frozenset[Channel]:
     async with info.context.db.read() as conn:
-        credentials = await db_credentials.get_credentials(
+        return await domain_channels.configured_channels(
             conn, info.context.require_viewer().account_id
         )
-    return ChannelCredentials(**credentials).configured()
 
 
 async def suppressions(info: Info) -> Sequence[Row[Any]]:
@@ -104,7 +103,7 @@ async def tasks_page(info: Info, first: int | None, after: str | None) -> db_tas
             return await db_tasks.page_tasks(
                 conn, viewer_.account_id, first=page_size(first), after=after
             )
-    except db_tasks.InvalidCursor as error:
+    except InvalidCursor as error:
         raise bad_input(str(error), field="after") from None
 
 
@@ -135,7 +134,7 @@ async def comments_page(
             return await db_tasks.page_comments(
                 conn, task_id, include_system=include_system, first=page_size(first), after=after
             )
-    except db_tasks.InvalidCursor as error:
+    except InvalidCursor as error:
         raise bad_input(str(error), field="before" if backwards else "after") from None
 
 

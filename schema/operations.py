@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from common import domain
+from domain.validation import PersonFields
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.live_updates import LiveUpdate, send_directly
@@ -158,7 +159,7 @@ class Mutation:
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)
         kind = domain.PersonKind(given.pop("kind"))
-        row = await mutations.add_person(info, kind, mutations.PersonFields.validate(**given))
+        row = await mutations.add_person(info, kind, PersonFields.validate(**given))
         return Person.from_row(row)
 
     @strawberry.mutation
@@ -168,7 +169,7 @@ class Mutation:
         given = _given(input)
         if "disabled_channels" in given and given["disabled_channels"] is None:
             given["disabled_channels"] = []
-        row = await mutations.update_person(info, id, mutations.PersonFields.validate(**given))
+        row = await mutations.update_person(info, id, PersonFields.validate(**given))
         return Person.from_row(row)
 
     @strawberry.mutation

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 
 from channels.email import masked_relay
 from common import domain
-from db.tasks import encode_cursor
+from common.cursors import encode_cursor
 from resolvers import feed
 from resolvers.context import Info
 from resolvers.live_updates import SharedResults

@@ -23,8 +23,8 @@ from common.settings import Settings
 from db import accounts as db_accounts
 from db import tasks as db_tasks
 from db.engine import Database
-from db.notify import enqueue_notification
 from db.tables import deliveries, delivery_events, messages, send_jobs
+from domain.notifications import enqueue_notification
 
 MESSAGE_ID_DOMAIN = "beacon.test"
 SECRET_KEY = "test-secret-key"
