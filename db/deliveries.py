@@ -352,3 +352,22 @@ async def delivery_by_provider_id(
             )
         )
     ).first()
+
+
+async def count_attempts(
+    conn: AsyncConnection, delivery_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Count one more attempt on each delivery still queued (it is no longer held back);
+    returns the new counts."""
+    if not delivery_ids:
+        return {}
+    result = await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.state == DeliveryState.QUEUED.value,
+        )
+        .values(attempts=deliveries.c.attempts + 1, held_until=None)
+        .returning(deliveries.c.id, deliveries.c.attempts)
+    )
+    return {row.id: row.attempts for row in result.all()}

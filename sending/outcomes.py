@@ -18,7 +18,6 @@ from common.domain import Channel, DeliveryState
 from common.settings import Settings
 from db.deliveries import NewEvent, SendBatch, add_events, hold, transition
 from db.suppressions import suppress_address_of
-from db.tables import deliveries
 from sending.backoff import retry_delay
 
 # The code of a delivery refused because its address is on the suppression list.
@@ -129,25 +128,6 @@ def add_outcomes(
                 )
             )
     return retry_at
-
-
-async def count_attempts(
-    conn: AsyncConnection, delivery_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """Count one more attempt on each delivery still queued (it is no longer held back);
-    returns the new counts."""
-    if not delivery_ids:
-        return {}
-    result = await conn.execute(
-        deliveries.update()
-        .where(
-            deliveries.c.id.in_(delivery_ids),
-            deliveries.c.state == DeliveryState.QUEUED.value,
-        )
-        .values(attempts=deliveries.c.attempts + 1, held_until=None)
-        .returning(deliveries.c.id, deliveries.c.attempts)
-    )
-    return {row.id: row.attempts for row in result.all()}
 
 
 def _mark_sent(writes: Writes, row: Row[Any], result: RecipientResult, now: dt.datetime) -> None:

@@ -32,6 +32,7 @@ from db.credentials import get_credentials
 from db.deliveries import (
     SendBatch,
     change_of,
+    count_attempts,
     load_send_batches,
     queued_counts,
     recent_sends,
@@ -42,7 +43,7 @@ from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
 from sending.compose import compose_email, compose_notice
-from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
+from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes
 
 # The code of a send that failed with an unexpected exception (a bug, or input a channel
 # did not expect).
