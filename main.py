@@ -117,13 +117,14 @@ def cmd_set_plan(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
     import datetime as dt
 
+    from common.time import utcnow
     from db.engine import Database
     from db.purge import purge
 
     async def run() -> int:
         db = Database(settings.database_url)
         try:
-            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.longest_history_days)
+            cutoff = utcnow() - dt.timedelta(days=settings.longest_history_days)
             return await purge(db, older_than=cutoff)
         finally:
             await db.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 import uuid
@@ -16,13 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import PersonKind, Plan
+from common.time import utcnow
 from db.tables import accounts, api_tokens, people
 
 TOKEN_PREFIX = "bcn_"  # noqa: S105 - a prefix that makes leaked tokens greppable
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def hash_token(token: str) -> str:

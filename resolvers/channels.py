@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy.engine import Row
 
 from common.broadcast import publish_changes
 from common.domain import Channel, DeliveryState
+from common.time import utcnow
 from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from domain.text import one_line
@@ -47,7 +47,7 @@ async def mark_read(info: Info, delivery_id: str) -> Row[Any]:
     """The viewer read one of their in-app notifications."""
     viewer = info.context.require_viewer()
     parsed = parse_id(delivery_id, "delivery")
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     async with info.context.db.write() as conn:
         row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
         if row is None:

@@ -17,6 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from common.domain import Plan
 from common.settings import Settings
+from common.time import utcnow
 from db import accounts as db_accounts
 from db.accounts import Viewer
 from db.engine import Database
@@ -85,7 +86,7 @@ class Context:
         days = self.services.settings.history_days(Plan(account.plan))
         if days is None:
             raise plan_required()
-        return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        return utcnow() - dt.timedelta(days=days)
 
     async def visible(self, rows: list[Row[Any]]) -> list[Row[Any]]:
         """The rows (deliveries with `notified_at`) inside the plan's history window."""

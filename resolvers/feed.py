@@ -46,7 +46,8 @@ async def people(info: Info) -> Sequence[Row[Any]]:
         return await db_accounts.list_people(conn, info.context.require_viewer().account_id)
 
 
-async def configured_channels(info: Info) -> frozenset[Channel]:
+async def account_channels(info: Info) -> frozenset[Channel]:
+    """The channels the viewer's account can send on (the rule: domain/channels.py)."""
     async with info.context.db.read() as conn:
         return await domain_channels.configured_channels(
             conn, info.context.require_viewer().account_id

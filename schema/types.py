@@ -95,7 +95,7 @@ class Account:
     @strawberry.field
     async def configured_channels(self, info: Info) -> list[domain.Channel]:
         """The channels this account can send on; provider channels need credentials."""
-        return sorted(await feed.configured_channels(info), key=list(domain.Channel).index)
+        return sorted(await feed.account_channels(info), key=list(domain.Channel).index)
 
 
 @strawberry.type

@@ -26,6 +26,7 @@ from common.domain import Channel
 from common.events import DeliveryChanged
 from common.metrics import SENDS
 from common.settings import Settings
+from common.time import utcnow
 from db import outbox
 from db.accounts import accounts_by_ids
 from db.credentials import get_credentials
@@ -50,10 +51,6 @@ from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes
 INTERNAL_ERROR = "INTERNAL_ERROR"
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def worker_name() -> str:
