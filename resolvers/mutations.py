@@ -44,8 +44,14 @@ from domain.validation import (
     validate_title,
 )
 from resolvers.context import Info, parse_id
-from resolvers.errors import address_suppressed, bad_input, duplicate_address, not_found
-from resolvers.feed import require_within_history
+from resolvers.errors import (
+    address_suppressed,
+    bad_input,
+    duplicate_address,
+    forbidden,
+    not_found,
+)
+from resolvers.queries import require_within_history
 
 
 async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
@@ -215,6 +221,34 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
         updated = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
     assert updated is not None
     await _after_write(info, [db_deliveries.change_of(updated)])
+    return updated
+
+
+async def mark_read(info: Info, delivery_id: str) -> Row[Any]:
+    """The viewer read one of their in-app notifications."""
+    viewer = info.context.require_viewer()
+    parsed = parse_id(delivery_id, "delivery")
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+        if row is None:
+            raise not_found("delivery")
+        if row.channel != Channel.IN_APP.value:
+            raise bad_input("Only in-app notifications are marked read.", field="deliveryId")
+        if row.recipient_id != viewer.person_id:
+            raise forbidden("Only the recipient marks a notification read.")
+        moved = await db_deliveries.transition(
+            conn,
+            [row.id],
+            DeliveryState.READ,
+            {"read_at": now, "sent_at": row.sent_at or now},
+        )
+        if moved:
+            await db_deliveries.add_event(conn, [row.id], "read", now)
+        updated = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+    assert updated is not None
+    if moved:
+        await publish_changes(info.context.services.broadcast, [db_deliveries.change_of(updated)])
     return updated
 
 

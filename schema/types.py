@@ -15,7 +15,7 @@ from sqlalchemy.engine import Row
 from channels.email import masked_relay
 from common import domain
 from common.cursors import encode_cursor
-from resolvers import feed
+from resolvers import queries
 from resolvers.context import Info
 from resolvers.live_updates import SharedResults
 
@@ -95,7 +95,7 @@ class Account:
     @strawberry.field
     async def configured_channels(self, info: Info) -> list[domain.Channel]:
         """The channels this account can send on; provider channels need credentials."""
-        return sorted(await feed.account_channels(info), key=list(domain.Channel).index)
+        return sorted(await queries.account_channels(info), key=list(domain.Channel).index)
 
 
 @strawberry.type
@@ -146,7 +146,7 @@ def _held_until(root: Delivery) -> dt.datetime | None:
 
 
 async def _suppression(root: Delivery, info: Info) -> Suppression | None:
-    row = await feed.suppression(info, root.row.channel, root.row.address)
+    row = await queries.suppression(info, root.row.channel, root.row.address)
     return Suppression.from_row(row) if row is not None else None
 
 
@@ -330,8 +330,8 @@ async def overall_status(
 ) -> DeliveryStatus | None:
     """A task's icon over its own notification and its comments'."""
     return DeliveryStatus.from_counts(
-        await feed.task_status_counts(info, task_id, include_system),
-        lambda: feed.all_task_deliveries(info, task_id, include_system),
+        await queries.task_status_counts(info, task_id, include_system),
+        lambda: queries.all_task_deliveries(info, task_id, include_system),
     )
 
 
@@ -372,12 +372,12 @@ class Task:
 
     @strawberry.field
     async def subscribers(self, info: Info) -> list[Person]:
-        return [Person.from_row(row) for row in await feed.subscribers(info, self.row.id)]
+        return [Person.from_row(row) for row in await queries.subscribers(info, self.row.id)]
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
         """The icon of the task's own notification (its creation)."""
-        return DeliveryStatus.from_rows(await feed.task_deliveries(info, self.row.id))
+        return DeliveryStatus.from_rows(await queries.task_deliveries(info, self.row.id))
 
     overall_status: DeliveryStatus | None = strawberry.field(
         resolver=_task_overall_status, description=_OVERALL
@@ -395,7 +395,7 @@ class Task:
     ) -> Connection[Comment]:
         """Oldest first. `first`/`after` pages forwards from the oldest; `last`/`before`
         backwards from the newest (a feed that shows its newest comments)."""
-        page = await feed.comments_page(
+        page = await queries.comments_page(
             info, self.row.id, include_system, first, after, last, before
         )
         return _connection(page.rows, page.has_next, Comment, page.has_previous)
@@ -436,7 +436,7 @@ class Comment:
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
-        return DeliveryStatus.from_rows(await feed.comment_deliveries(info, self.row.id))
+        return DeliveryStatus.from_rows(await queries.comment_deliveries(info, self.row.id))
 
 
 @strawberry.type(description="An inbound bounce, auto-reply or complaint, kept as received.")

@@ -58,7 +58,7 @@ def worker_name() -> str:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _PreparedJob:
     """A claimed job, and what the round read for it: what to send, and to whom."""
 
     job: outbox.ClaimedJob
@@ -188,7 +188,7 @@ class Worker:
             await self._handle(plans)
         return len(jobs)
 
-    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_Plan]]:
+    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_PreparedJob]]:
         now = self.clock()
         async with self.db.write() as conn:
             jobs = await outbox.claim(
@@ -198,9 +198,9 @@ class Worker:
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=self.settings.worker_batch_size,
             )
-        return jobs, (await self._plan_all(jobs) if jobs else [])
+        return jobs, (await self._prepare_all(jobs) if jobs else [])
 
-    async def _handle(self, plans: list[_Plan]) -> None:
+    async def _handle(self, plans: list[_PreparedJob]) -> None:
         """Send, and record every outcome in one transaction. Where that fails, each job
         is recorded alone, so that one bad job cannot hold back the others; a job that
         fails alone stays leased and is tried again when its lease runs out."""
@@ -225,7 +225,7 @@ class Worker:
         for job_changes in changes:
             await publish_changes(self.broadcast, job_changes)
 
-    async def _plan_all(self, jobs: list[outbox.ClaimedJob]) -> list[_Plan]:
+    async def _prepare_all(self, jobs: list[outbox.ClaimedJob]) -> list[_PreparedJob]:
         try:
             reads = await self._read(jobs)
             readable = [(job, reads) for job in jobs]
@@ -241,17 +241,17 @@ class Worker:
                     )
         # In claim order, with no await in between: each plan counts its sends against
         # the rate limit before the next one looks.
-        plans: list[_Plan] = []
+        plans: list[_PreparedJob] = []
         messages: set[uuid.UUID] = set()
         for job, reads in readable:
             if job.message_id in messages:
                 # A second job for a message in this round: sending it again would be a
                 # duplicate; the first job keeps what it does not send.
-                plans.append(_Plan(job))
+                plans.append(_PreparedJob(job))
                 continue
             messages.add(job.message_id)
             try:
-                plans.append(self._plan(job, reads))
+                plans.append(self._prepare(job, reads))
             except Exception:
                 log.exception("worker %s: job %s failed; it will be retried", self.name, job.job_id)
         return plans
@@ -302,10 +302,10 @@ class Worker:
                 )
         return _Reads(batches, accounts, contents, suppressed, credentials, recent)
 
-    def _plan(self, job: outbox.ClaimedJob, reads: _Reads) -> _Plan:
+    def _prepare(self, job: outbox.ClaimedJob, reads: _Reads) -> _PreparedJob:
         batch = reads.batches.get(job.message_id)
         if batch is None or not batch.pending:
-            return _Plan(job)
+            return _PreparedJob(job)
         account = reads.accounts[batch.message.account_id]
         channel = Channel(batch.message.channel)
         known = reads.suppressed[(account.id, channel.value)]
@@ -325,7 +325,7 @@ class Worker:
             # round, for the same address, must see this send.
             reserved.update((account.id, a) for a in addresses if a not in held_back)
             self._in_flight += reserved
-        return _Plan(
+        return _PreparedJob(
             job=job,
             batch=batch,
             account=account,
@@ -337,7 +337,7 @@ class Worker:
             reserved=reserved,
         )
 
-    async def _send(self, plan: _Plan) -> Attempt | None:
+    async def _send(self, plan: _PreparedJob) -> Attempt | None:
         """The attempt; None when there was nothing to send."""
         batch, account, content = plan.batch, plan.account, plan.content
         if batch is None or account is None or content is None:
@@ -366,7 +366,7 @@ class Worker:
         )
 
     def _internal_error(
-        self, plan: _Plan, channel: Channel, error: Exception
+        self, plan: _PreparedJob, channel: Channel, error: Exception
     ) -> list[RecipientResult]:
         # Once per attempt and without the address (the exception's text may quote it);
         # the traceback only at debug level.
