@@ -296,6 +296,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
+        # After "pid (command)": utime and stime are the 12th and 13th fields.
         fields = stat.rpartition(")")[2].split()
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.tables import bounces, messages
+from db.tables import bounces, insert_new, messages
 
 
 async def insert_bounce(
@@ -27,22 +27,19 @@ async def insert_bounce(
     summary: str,
     raw: bytes,
 ) -> uuid.UUID:
-    bounce_id = uuid.uuid4()
-    await conn.execute(
-        bounces.insert().values(
-            id=bounce_id,
-            account_id=account_id,
-            message_id=message_id,
-            delivery_id=delivery_id,
-            received_at=received_at,
-            source=source,
-            kind=kind,
-            parsed=parsed,
-            summary=summary,
-            raw=raw,
-        )
+    return await insert_new(
+        conn,
+        bounces,
+        account_id=account_id,
+        message_id=message_id,
+        delivery_id=delivery_id,
+        received_at=received_at,
+        source=source,
+        kind=kind,
+        parsed=parsed,
+        summary=summary,
+        raw=raw,
     )
-    return bounce_id
 
 
 async def list_bounces(

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.tables import scenarios
+from db.tables import insert_new, scenarios
 
 
 async def create_scenario(
@@ -25,19 +25,17 @@ async def create_scenario(
     template: str,
     now: dt.datetime,
 ) -> Row[Any]:
-    scenario_id = uuid.uuid4()
-    await conn.execute(
-        scenarios.insert().values(
-            id=scenario_id,
-            account_id=account_id,
-            name=name,
-            trigger=trigger,
-            keyword=keyword,
-            action=action,
-            person_id=person_id,
-            template=template,
-            created_at=now,
-        )
+    scenario_id = await insert_new(
+        conn,
+        scenarios,
+        account_id=account_id,
+        name=name,
+        trigger=trigger,
+        keyword=keyword,
+        action=action,
+        person_id=person_id,
+        template=template,
+        created_at=now,
     )
     return (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
 

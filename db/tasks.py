@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.cursors import decode_cursor
 from common.domain import NoticeKind
-from db.tables import comments, people, task_subscribers, tasks
+from db.tables import comments, insert_new, people, task_subscribers, tasks
 
 
 @dataclass(frozen=True)
@@ -61,19 +61,16 @@ async def insert_comment(
     is_system: bool,
     now: dt.datetime,
 ) -> uuid.UUID:
-    comment_id = uuid.uuid4()
-    await conn.execute(
-        comments.insert().values(
-            id=comment_id,
-            account_id=account_id,
-            task_id=task_id,
-            author_id=author_id,
-            body=body,
-            is_system=is_system,
-            created_at=now,
-        )
+    return await insert_new(
+        conn,
+        comments,
+        account_id=account_id,
+        task_id=task_id,
+        author_id=author_id,
+        body=body,
+        is_system=is_system,
+        created_at=now,
     )
-    return comment_id
 
 
 async def get_task(
