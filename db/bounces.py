@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import BounceRecord
 from db.tables import bounces, insert_new, messages
 
 
@@ -44,14 +44,15 @@ async def insert_bounce(
 
 async def list_bounces(
     conn: AsyncConnection, account_id: uuid.UUID, *, unparsed_only: bool, limit: int = 200
-) -> Sequence[Row[Any]]:
+) -> list[BounceRecord]:
     # Everything but the raw message, which only an operator's review needs.
     query = sa.select(*(column for column in bounces.c if column.name != "raw")).where(
         bounces.c.account_id == account_id
     )
     if unparsed_only:
         query = query.where(bounces.c.parsed.is_(False))
-    return (await conn.execute(query.order_by(bounces.c.received_at.desc()).limit(limit))).all()
+    rows = await conn.execute(query.order_by(bounces.c.received_at.desc()).limit(limit))
+    return BounceRecord.of_all(rows.all())
 
 
 async def message_by_id(conn: AsyncConnection, message_id: uuid.UUID) -> Row[Any] | None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import ScenarioRecord
 from db.tables import insert_new, scenarios
 
 
@@ -24,7 +22,7 @@ async def create_scenario(
     person_id: uuid.UUID | None,
     template: str,
     now: dt.datetime,
-) -> Row[Any]:
+) -> ScenarioRecord:
     scenario_id = await insert_new(
         conn,
         scenarios,
@@ -37,17 +35,18 @@ async def create_scenario(
         template=template,
         created_at=now,
     )
-    return (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
+    return ScenarioRecord.of(
+        (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
+    )
 
 
-async def list_scenarios(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(
-            scenarios.select()
-            .where(scenarios.c.account_id == account_id)
-            .order_by(scenarios.c.created_at, scenarios.c.id)
-        )
-    ).all()
+async def list_scenarios(conn: AsyncConnection, account_id: uuid.UUID) -> list[ScenarioRecord]:
+    rows = await conn.execute(
+        scenarios.select()
+        .where(scenarios.c.account_id == account_id)
+        .order_by(scenarios.c.created_at, scenarios.c.id)
+    )
+    return ScenarioRecord.of_all(rows.all())
 
 
 async def delete_scenario(

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import SuppressionRecord
 from db.tables import suppressions
 
 
@@ -80,14 +81,14 @@ async def reasons(
 
 async def find(
     conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str
-) -> Row[Any] | None:
+) -> SuppressionRecord | None:
     """The suppression of this address on this channel, if there is one."""
     return (await find_many(conn, account_id, [(channel, address)])).get((channel, address))
 
 
 async def find_many(
     conn: AsyncConnection, account_id: uuid.UUID, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], Row[Any]]:
+) -> dict[tuple[str, str], SuppressionRecord]:
     """The suppression of each (channel, address) that has one, by the key as given."""
     wanted: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for channel, address in keys:
@@ -100,17 +101,20 @@ async def find_many(
             sa.tuple_(suppressions.c.channel, suppressions.c.address).in_(list(wanted)),
         )
     )
-    return {key: row for row in rows for key in wanted[(row.channel, row.address)]}
+    return {
+        key: SuppressionRecord.of(row) for row in rows for key in wanted[(row.channel, row.address)]
+    }
 
 
-async def list_suppressions(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(
-            suppressions.select()
-            .where(suppressions.c.account_id == account_id)
-            .order_by(suppressions.c.created_at.desc())
-        )
-    ).all()
+async def list_suppressions(
+    conn: AsyncConnection, account_id: uuid.UUID
+) -> list[SuppressionRecord]:
+    rows = await conn.execute(
+        suppressions.select()
+        .where(suppressions.c.account_id == account_id)
+        .order_by(suppressions.c.created_at.desc())
+    )
+    return SuppressionRecord.of_all(rows.all())
 
 
 async def lift(conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str) -> bool:

@@ -14,9 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, NotificationKind, PersonKind, ScenarioAction, ScenarioTrigger
@@ -24,6 +22,7 @@ from common.events import DeliveryChanged
 from db import accounts as db_accounts
 from db import scenarios as db_scenarios
 from db import tasks as db_tasks
+from db.records import PersonRecord, ScenarioRecord, TaskRecord
 from domain.errors import InvalidInput
 from domain.notifications import NotifiedAccount, enqueue_notification
 from domain.text import multi_line, one_line
@@ -69,12 +68,13 @@ def render(template: str, *, task_title: str, comment: str | None) -> str:
     return template.replace("{task}", task_title).replace("{comment}", comment or "")
 
 
-def fires(scenario: Row[Any], triggers: set[ScenarioTrigger], comment: str | None) -> bool:
+def fires(scenario: ScenarioRecord, triggers: set[ScenarioTrigger], comment: str | None) -> bool:
     trigger = ScenarioTrigger(scenario.trigger)
     if trigger is ScenarioTrigger.KEYWORD:
         return (
             ScenarioTrigger.KEYWORD in triggers
             and comment is not None
+            and scenario.keyword is not None
             and scenario.keyword.lower() in comment.lower()
         )
     return trigger in triggers
@@ -84,8 +84,8 @@ async def fire_scenarios(
     conn: AsyncConnection,
     *,
     account: NotifiedAccount,
-    task: Row[Any],
-    subscribers: Sequence[Row[Any]],
+    task: TaskRecord,
+    subscribers: Sequence[PersonRecord],
     triggers: set[ScenarioTrigger],
     comment: str | None,
     message_id_domain: str,
@@ -98,7 +98,7 @@ async def fire_scenarios(
         recipients = await _recipients(conn, account.id, scenario, subscribers)
         if not recipients:
             continue
-        addresses = ", ".join(person.email for person in recipients)
+        addresses = ", ".join(person.email for person in recipients if person.email)
         system_comment = await db_tasks.insert_comment(
             conn,
             account_id=account.id,
@@ -126,14 +126,14 @@ async def fire_scenarios(
 async def _recipients(
     conn: AsyncConnection,
     account_id: uuid.UUID,
-    scenario: Row[Any],
-    subscribers: Sequence[Row[Any]],
-) -> list[Row[Any]]:
+    scenario: ScenarioRecord,
+    subscribers: Sequence[PersonRecord],
+) -> list[PersonRecord]:
     """EMAIL_PERSON's one person, or the task's subscribers who are contacts; only
     those with an email address."""
     if ScenarioAction(scenario.action) is ScenarioAction.EMAIL_PERSON:
-        found = await db_accounts.people_by_ids(conn, account_id, [scenario.person_id])
-        people = list(found.values())
+        wanted = [] if scenario.person_id is None else [scenario.person_id]
+        people = list((await db_accounts.people_by_ids(conn, account_id, wanted)).values())
     else:
         people = [p for p in subscribers if p.kind == PersonKind.CONTACT.value]
     return [person for person in people if person.email]

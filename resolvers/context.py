@@ -21,6 +21,7 @@ from common.time import utcnow
 from db import accounts as db_accounts
 from db.accounts import Viewer
 from db.engine import Database
+from db.records import AccountRecord
 from domain.text import shown
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
@@ -66,7 +67,7 @@ class Context:
         """Forget cached rows: a subscription's next event must see fresh data."""
         self._loaders = None
 
-    async def account(self) -> Row[Any]:
+    async def account(self) -> AccountRecord:
         """The viewer's account, read once per request (or per subscription event)."""
         viewer = self.require_viewer()
         account = await self.loaders.account.load(viewer.account_id)

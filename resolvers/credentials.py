@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.engine import Row
-
 from db import credentials as db_credentials
+from db.records import AccountRecord
 from domain.text import one_line
 from resolvers.context import Info
 from resolvers.errors import bad_input
@@ -15,7 +12,7 @@ from resolvers.errors import bad_input
 MAX_CREDENTIAL = 1000
 
 
-async def set_channel_credentials(info: Info, given: dict[str, str | None]) -> Row[Any]:
+async def set_channel_credentials(info: Info, given: dict[str, str | None]) -> AccountRecord:
     """Set the fields given; an empty string or null clears one. Never echoed back."""
     viewer = info.context.require_viewer()
     values: dict[str, str | None] = {}

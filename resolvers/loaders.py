@@ -17,6 +17,7 @@ from db import deliveries as db_deliveries
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.engine import Database
+from db.records import SuppressionRecord
 
 T = TypeVar("T")
 
@@ -54,10 +55,10 @@ class Loaders:
 
         return DataLoader(load_fn=load)
 
-    def _suppressions(self) -> DataLoader[tuple[str, str], Row[Any] | None]:
+    def _suppressions(self) -> DataLoader[tuple[str, str], SuppressionRecord | None]:
         """The suppression of each (channel, address), if there is one."""
 
-        async def load(keys: list[tuple[str, str]]) -> list[Row[Any] | None]:
+        async def load(keys: list[tuple[str, str]]) -> list[SuppressionRecord | None]:
             async with self._db.read() as conn:
                 found = await db_suppressions.find_many(conn, self._account_id, keys)
             return [found.get(key) for key in keys]
@@ -66,11 +67,9 @@ class Loaders:
 
     def _one(
         self,
-        fetch: Callable[
-            [AsyncConnection, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, Row[Any]]]
-        ],
-    ) -> DataLoader[uuid.UUID, Row[Any] | None]:
-        async def load(keys: list[uuid.UUID]) -> list[Row[Any] | None]:
+        fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, T]]],
+    ) -> DataLoader[uuid.UUID, T | None]:
+        async def load(keys: list[uuid.UUID]) -> list[T | None]:
             async with self._db.read() as conn:
                 found = await fetch(conn, keys)
             return [found.get(key) for key in keys]

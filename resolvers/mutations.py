@@ -31,6 +31,7 @@ from db import deliveries as db_deliveries
 from db import outbox
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
+from db.records import AccountRecord, PersonRecord
 from domain.channels import configured_channels
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
@@ -54,7 +55,7 @@ from resolvers.errors import (
 from resolvers.queries import require_within_history
 
 
-async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
+async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> PersonRecord:
     viewer = info.context.require_viewer()
     try:
         async with info.context.db.write() as conn:
@@ -65,7 +66,7 @@ async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[
         raise _duplicate(taken) from None
 
 
-async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
+async def update_person(info: Info, person_id: str, fields: PersonFields) -> PersonRecord:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
     try:
@@ -83,7 +84,7 @@ def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
     return duplicate_address(taken.column, str(taken.holder.id), taken.holder.name)
 
 
-async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
+async def _subscribers(info: Info, ids: Sequence[str]) -> list[PersonRecord]:
     parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
     found = await info.context.loaders.person.load_many(parsed)
     missing = [str(pid) for pid, row in zip(parsed, found, strict=True) if row is None]
@@ -256,7 +257,7 @@ _ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_cons
                   "count_machine_opens")  # fmt: skip
 
 
-async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
+async def update_account(info: Info, given: dict[str, Any]) -> AccountRecord:
     """Change the settings given; a flag left out stays as it is."""
     viewer = info.context.require_viewer()
     values: dict[str, Any] = {}

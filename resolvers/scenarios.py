@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy.engine import Row
 
 from common.domain import ScenarioAction, ScenarioTrigger
 from common.time import utcnow
 from db import scenarios as db_scenarios
+from db.records import ScenarioRecord
 from domain.scenarios import validate_scenario
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
@@ -25,7 +22,7 @@ async def create_scenario(
     action: ScenarioAction,
     person_id: str | None,
     template: str,
-) -> Row[Any]:
+) -> ScenarioRecord:
     viewer = info.context.require_viewer()
     fields = validate_scenario(name=name, trigger=trigger, keyword=keyword, template=template)
     person: uuid.UUID | None = None
@@ -49,7 +46,7 @@ async def create_scenario(
         )
 
 
-async def scenarios(info: Info) -> Sequence[Row[Any]]:
+async def scenarios(info: Info) -> list[ScenarioRecord]:
     async with info.context.db.read() as conn:
         return await db_scenarios.list_scenarios(conn, info.context.require_viewer().account_id)
 

@@ -15,6 +15,15 @@ from sqlalchemy.engine import Row
 from channels.email import masked_relay
 from common import domain
 from common.cursors import encode_cursor
+from db.records import (
+    AccountRecord,
+    BounceRecord,
+    CommentRecord,
+    PersonRecord,
+    ScenarioRecord,
+    SuppressionRecord,
+    TaskRecord,
+)
 from resolvers import queries
 from resolvers.context import Info
 from resolvers.live_updates import SharedResults
@@ -75,7 +84,7 @@ class Account:
     count_machine_opens: bool
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Account:
+    def from_row(cls, row: AccountRecord) -> Account:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -111,7 +120,7 @@ class Person:
     tracking_consent: domain.TrackingConsent
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Person:
+    def from_row(cls, row: PersonRecord) -> Person:
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=domain.PersonKind(row.kind),
@@ -356,7 +365,7 @@ async def _update_task_status(
 
 @strawberry.type
 class Task:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[TaskRecord]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -364,11 +373,11 @@ class Task:
 
     @strawberry.field
     def title(self) -> str:
-        return str(self.row.title)
+        return self.row.title
 
     @strawberry.field
     def created_at(self) -> dt.datetime:
-        return self.row.created_at  # type: ignore[no-any-return]
+        return self.row.created_at
 
     @strawberry.field
     async def subscribers(self, info: Info) -> list[Person]:
@@ -403,7 +412,7 @@ class Task:
 
 @strawberry.type
 class Comment:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[CommentRecord]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -432,7 +441,7 @@ class Comment:
 
     @strawberry.field
     def created_at(self) -> dt.datetime:
-        return self.row.created_at  # type: ignore[no-any-return]
+        return self.row.created_at
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
@@ -448,7 +457,7 @@ class Bounce:
     delivery_id: strawberry.ID | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Bounce:
+    def from_row(cls, row: BounceRecord) -> Bounce:
         return cls(
             id=strawberry.ID(str(row.id)),
             received_at=row.received_at,
@@ -469,7 +478,7 @@ class Scenario:
     template: str
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Scenario:
+    def from_row(cls, row: ScenarioRecord) -> Scenario:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -489,7 +498,7 @@ class Suppression:
     created_at: dt.datetime
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Suppression:
+    def from_row(cls, row: SuppressionRecord) -> Suppression:
         return cls(
             channel=domain.Channel(row.channel),
             address=row.address,
@@ -519,7 +528,7 @@ class DeliveryUpdate:
 
 
 def _connection(
-    rows: Sequence[Row[Any]],
+    rows: Sequence[TaskRecord] | Sequence[CommentRecord],
     has_next: bool,
     node_type: Callable[..., N],
     has_previous: bool = False,
@@ -538,7 +547,7 @@ def _connection(
     )
 
 
-def task_connection(rows: Sequence[Row[Any]], has_next: bool) -> Connection[Task]:
+def task_connection(rows: Sequence[TaskRecord], has_next: bool) -> Connection[Task]:
     return _connection(rows, has_next, Task)
 
 

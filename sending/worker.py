@@ -14,10 +14,8 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from broadcaster import Broadcast
-from sqlalchemy.engine import Row
 
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
 from channels.email import EmailSender, SmtpServer
@@ -40,6 +38,7 @@ from db.deliveries import (
 )
 from db.engine import Database
 from db.purge import purge
+from db.records import AccountRecord
 from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
@@ -64,7 +63,7 @@ class _PreparedJob:
     job: outbox.ClaimedJob
     # None: the message is gone, or has nothing queued; the job is only finished.
     batch: SendBatch | None = None
-    account: Row[Any] | None = None
+    account: AccountRecord | None = None
     content: NotificationContent | None = None
     credentials: ChannelCredentials | None = None
     to_send: list[str] = field(default_factory=list)
@@ -80,7 +79,7 @@ class _Reads:
     """What a round's jobs need, read in one transaction."""
 
     batches: dict[uuid.UUID, SendBatch]
-    accounts: dict[uuid.UUID, Row[Any]]
+    accounts: dict[uuid.UUID, AccountRecord]
     # By notification id.
     contents: dict[uuid.UUID, NotificationContent]
     # By (account, channel): the normal form of each suppressed address, and why.
@@ -389,7 +388,7 @@ class Worker:
 
     async def _deliver(
         self,
-        account: Row[Any],
+        account: AccountRecord,
         batch: SendBatch,
         content: NotificationContent,
         envelope: list[str],
