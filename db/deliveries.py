@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
+from db.records import DeliveryRow, StatusCount
 from db.tables import comments, deliveries, delivery_events, messages, notifications
+
+T = TypeVar("T")
 
 # A delivery with the task and comment its notification is about.
 _WITH_TARGET = sa.select(
@@ -33,15 +36,15 @@ _WITH_TARGET = sa.select(
 _ORDER = (deliveries.c.notification_id, deliveries.c.position)
 
 
-def _grouped(rows: Iterable[Row[Any]], key: str) -> dict[uuid.UUID, list[Row[Any]]]:
+def _grouped(rows: Iterable[T], key: str) -> dict[uuid.UUID, list[T]]:
     """The rows by the value of their column `key`, in the order given."""
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    grouped: dict[uuid.UUID, list[T]] = defaultdict(list)
     for row in rows:
         grouped[getattr(row, key)].append(row)
     return grouped
 
 
-def change_of(row: Row[Any]) -> DeliveryChanged:
+def change_of(row: DeliveryRow) -> DeliveryChanged:
     return DeliveryChanged(
         account_id=row.account_id,
         delivery_id=row.id,
@@ -52,7 +55,7 @@ def change_of(row: Row[Any]) -> DeliveryChanged:
 
 async def get_delivery(
     conn: AsyncConnection, account_id: uuid.UUID, delivery_id: uuid.UUID
-) -> Row[Any] | None:
+) -> DeliveryRow | None:
     return (
         await conn.execute(
             _WITH_TARGET.where(
@@ -107,7 +110,7 @@ async def deliveries_of_tasks(
 
 async def status_counts_by_task(
     conn: AsyncConnection, task_ids: Sequence[uuid.UUID], *, since: dt.datetime
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[StatusCount]]:
     """How many of each task's deliveries (as `deliveries_of_tasks` finds them) are in
     each state, of notifications from `since` on: rows of (task_id, is_system, state,
     deliveries, held, held_until), where `held` counts those the rate limit holds back
@@ -127,7 +130,7 @@ async def status_counts_by_task(
         .where(notifications.c.task_id.in_(task_ids), notifications.c.created_at >= since)
         .group_by(notifications.c.task_id, comments.c.is_system, deliveries.c.state)
     )
-    return _grouped((await conn.execute(query)).all(), "task_id")
+    return _grouped(StatusCount.of_all((await conn.execute(query)).all()), "task_id")
 
 
 async def events_by_delivery(
@@ -343,7 +346,7 @@ async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> li
 
 async def delivery_by_provider_id(
     conn: AsyncConnection, channel: Channel, provider_message_id: str
-) -> Row[Any] | None:
+) -> DeliveryRow | None:
     return (
         await conn.execute(
             _WITH_TARGET.where(

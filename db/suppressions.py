@@ -6,11 +6,10 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.records import SuppressionRecord
@@ -47,8 +46,19 @@ async def suppress(
     )
 
 
+class Addressed(Protocol):
+    """What suppressing a delivery's address reads of it."""
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+
+
 async def suppress_address_of(
-    conn: AsyncConnection, delivery: Row[Any], *, reason: str, now: dt.datetime
+    conn: AsyncConnection, delivery: Addressed, *, reason: str, now: dt.datetime
 ) -> None:
     """Suppress the address a delivery went to, in its account and channel (a hard
     bounce, a complaint)."""

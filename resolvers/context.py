@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from broadcaster import Broadcast
-from sqlalchemy.engine import Row
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -21,10 +20,12 @@ from common.time import utcnow
 from db import accounts as db_accounts
 from db.accounts import Viewer
 from db.engine import Database
-from db.records import AccountRecord
+from db.records import AccountRecord, DeliveryRow
 from domain.text import shown
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
+
+D = TypeVar("D", bound=DeliveryRow)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Context:
             raise plan_required()
         return utcnow() - dt.timedelta(days=days)
 
-    async def visible(self, rows: list[Row[Any]]) -> list[Row[Any]]:
+    async def visible(self, rows: Sequence[D]) -> list[D]:
         """The rows (deliveries with `notified_at`) inside the plan's history window."""
         cutoff = await self.history_cutoff()
         return [row for row in rows if row.notified_at >= cutoff]

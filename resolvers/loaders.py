@@ -6,9 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
@@ -17,7 +16,7 @@ from db import deliveries as db_deliveries
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.engine import Database
-from db.records import SuppressionRecord
+from db.records import StatusCount, SuppressionRecord
 
 T = TypeVar("T")
 
@@ -43,10 +42,10 @@ class Loaders:
         self.suppression = self._suppressions()
         self.events = self._many(db_deliveries.events_by_delivery)
 
-    def _status_counts(self) -> DataLoader[uuid.UUID, list[Row[Any]]]:
+    def _status_counts(self) -> DataLoader[uuid.UUID, list[StatusCount]]:
         """Each task's deliveries counted by state (db.deliveries.status_counts_by_task)."""
 
-        async def load(keys: list[uuid.UUID]) -> list[list[Row[Any]]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[StatusCount]]:
             # Counted in the database, so it counts only what the plan shows.
             since = await self._history_cutoff()
             async with self._db.read() as conn:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from graphql import GraphQLError
-from sqlalchemy.engine import Row
 
 from channels.addresses import is_blocked, literal_address
 from channels.email import MASK, SmtpServer
@@ -31,7 +30,7 @@ from db import deliveries as db_deliveries
 from db import outbox
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
-from db.records import AccountRecord, PersonRecord
+from db.records import AccountRecord, DeliveryRow, PersonRecord
 from domain.channels import configured_channels
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
@@ -185,7 +184,7 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
     return comment_id
 
 
-async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
+async def resend_delivery(info: Info, delivery_id: str) -> DeliveryRow:
     viewer = info.context.require_viewer()
     parsed = parse_id(delivery_id, "delivery")
     await info.context.require_tracking()
@@ -225,7 +224,7 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
     return updated
 
 
-async def mark_read(info: Info, delivery_id: str) -> Row[Any]:
+async def mark_read(info: Info, delivery_id: str) -> DeliveryRow:
     """The viewer read one of their in-app notifications."""
     viewer = info.context.require_viewer()
     parsed = parse_id(delivery_id, "delivery")

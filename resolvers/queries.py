@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
-
-from sqlalchemy.engine import Row
+from collections.abc import Sequence
 
 from common.cursors import InvalidCursor
 from common.domain import Channel, Plan
@@ -18,7 +16,9 @@ from db.records import (
     AccountRecord,
     BounceRecord,
     CommentRecord,
+    DeliveryRow,
     PersonRecord,
+    StatusCount,
     SuppressionRecord,
     TaskRecord,
 )
@@ -152,14 +152,14 @@ async def subscribers(info: Info, task_id: uuid.UUID) -> list[PersonRecord]:
     return [row for row in rows if row is not None]
 
 
-async def task_deliveries(info: Info, task_id: uuid.UUID) -> list[Row[Any]] | None:
+async def task_deliveries(info: Info, task_id: uuid.UUID) -> Sequence[DeliveryRow] | None:
     """The deliveries behind a task's icon; None where the plan has no tracking."""
     if not await info.context.tracking_allowed():
         return None
     return await info.context.visible(await info.context.loaders.task_deliveries.load(task_id))
 
 
-async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> list[Row[Any]] | None:
+async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> Sequence[DeliveryRow] | None:
     if not await info.context.tracking_allowed():
         return None
     return await info.context.visible(
@@ -169,7 +169,7 @@ async def comment_deliveries(info: Info, comment_id: uuid.UUID) -> list[Row[Any]
 
 async def task_status_counts(
     info: Info, task_id: uuid.UUID, include_system: bool
-) -> list[Row[Any]] | None:
+) -> list[StatusCount] | None:
     """The counts behind a task's overall icon (its own notification and its comments');
     None where the plan has no tracking."""
     if not await info.context.tracking_allowed():
@@ -180,7 +180,7 @@ async def task_status_counts(
 
 async def all_task_deliveries(
     info: Info, task_id: uuid.UUID, include_system: bool
-) -> list[Row[Any]]:
+) -> Sequence[DeliveryRow]:
     """The deliveries behind a task's overall icon."""
     rows = await info.context.loaders.all_task_deliveries.load(task_id)
     return await info.context.visible([row for row in rows if include_system or not row.is_system])
@@ -191,14 +191,7 @@ async def suppression(info: Info, channel: str, address: str) -> SuppressionReco
     return await info.context.loaders.suppression.load((channel, address))
 
 
-async def status_rows_for(info: Info, delivery: Row[Any]) -> list[Row[Any]]:
-    """All deliveries of the task or comment this delivery belongs to."""
-    if delivery.comment_id is not None:
-        return await info.context.loaders.comment_deliveries.load(delivery.comment_id)
-    return await info.context.loaders.task_deliveries.load(delivery.task_id)
-
-
-async def delivery(info: Info, delivery_id: str) -> Row[Any] | None:
+async def delivery(info: Info, delivery_id: str) -> DeliveryRow | None:
     """A delivery of the viewer's account; a clear error on a plan without tracking."""
     parsed = parse_id(delivery_id, "delivery")
     async with info.context.db.read() as conn:
@@ -212,7 +205,7 @@ async def delivery(info: Info, delivery_id: str) -> Row[Any] | None:
     return row
 
 
-async def require_within_history(info: Info, row: Row[Any]) -> None:
+async def require_within_history(info: Info, row: DeliveryRow) -> None:
     if row.notified_at < await info.context.history_cutoff():
         account = await info.context.account()
         raise history_expired(info.context.services.settings.history_days(Plan(account.plan)))

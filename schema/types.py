@@ -7,10 +7,9 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import strawberry
-from sqlalchemy.engine import Row
 
 from channels.email import masked_relay
 from common import domain
@@ -19,8 +18,10 @@ from db.records import (
     AccountRecord,
     BounceRecord,
     CommentRecord,
+    DeliveryRow,
     PersonRecord,
     ScenarioRecord,
+    StatusCount,
     SuppressionRecord,
     TaskRecord,
 )
@@ -151,7 +152,7 @@ class DeliveryEvent:
 def _held_until(root: Delivery) -> dt.datetime | None:
     if root.row.state != domain.DeliveryState.QUEUED.value:
         return None  # a hold is written only on queued deliveries, and matters only there
-    return root.row.held_until  # type: ignore[no-any-return]
+    return root.row.held_until
 
 
 async def _suppression(root: Delivery, info: Info) -> Suppression | None:
@@ -161,7 +162,7 @@ async def _suppression(root: Delivery, info: Info) -> Suppression | None:
 
 @strawberry.type
 class Delivery:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[DeliveryRow]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -179,7 +180,7 @@ class Delivery:
 
     @strawberry.field
     def address(self) -> str:
-        return str(self.row.address)
+        return self.row.address
 
     @strawberry.field
     def state(self) -> domain.DeliveryState:
@@ -187,31 +188,31 @@ class Delivery:
 
     @strawberry.field
     def attempts(self) -> int:
-        return int(self.row.attempts)
+        return self.row.attempts
 
     @strawberry.field
     def queued_at(self) -> dt.datetime:
-        return self.row.queued_at  # type: ignore[no-any-return]
+        return self.row.queued_at
 
     @strawberry.field
     def sent_at(self) -> dt.datetime | None:
-        return self.row.sent_at  # type: ignore[no-any-return]
+        return self.row.sent_at
 
     @strawberry.field
     def failed_at(self) -> dt.datetime | None:
-        return self.row.failed_at  # type: ignore[no-any-return]
+        return self.row.failed_at
 
     @strawberry.field
     def delivered_at(self) -> dt.datetime | None:
-        return self.row.delivered_at  # type: ignore[no-any-return]
+        return self.row.delivered_at
 
     @strawberry.field
     def read_at(self) -> dt.datetime | None:
-        return self.row.read_at  # type: ignore[no-any-return]
+        return self.row.read_at
 
     @strawberry.field
     def open_count(self) -> int:
-        return int(self.row.open_count)
+        return self.row.open_count
 
     @strawberry.field
     def read_confidence(self) -> domain.ReadConfidence | None:
@@ -220,11 +221,11 @@ class Delivery:
 
     @strawberry.field
     def provider_message_id(self) -> str | None:
-        return self.row.provider_message_id  # type: ignore[no-any-return]
+        return self.row.provider_message_id
 
     @strawberry.field
     def accepted_by(self) -> str | None:
-        return self.row.accepted_by  # type: ignore[no-any-return]
+        return self.row.accepted_by
 
     @strawberry.field
     def error(self) -> DeliveryError | None:
@@ -253,7 +254,7 @@ class Delivery:
     )
 
 
-RowsLoader = Callable[[], Awaitable[list[Row[Any]]]]
+RowsLoader = Callable[[], Awaitable[Sequence[DeliveryRow]]]
 
 
 @strawberry.type
@@ -279,14 +280,14 @@ class DeliveryStatus:
         return [Delivery(row=row) for row in await self.rows()]
 
     @classmethod
-    def from_rows(cls, rows: list[Row[Any]] | None) -> DeliveryStatus | None:
+    def from_rows(cls, rows: Sequence[DeliveryRow] | None) -> DeliveryStatus | None:
         """The status of these deliveries."""
         if rows is None:
             return None
         queued = domain.DeliveryState.QUEUED.value
         held = [row.held_until for row in rows if row.state == queued and row.held_until]
 
-        async def known() -> list[Row[Any]]:
+        async def known() -> Sequence[DeliveryRow]:
             return rows
 
         return cls._of(
@@ -297,16 +298,19 @@ class DeliveryStatus:
         )
 
     @classmethod
-    def from_counts(cls, counts: list[Row[Any]] | None, rows: RowsLoader) -> DeliveryStatus | None:
+    def from_counts(
+        cls, counts: list[StatusCount] | None, rows: RowsLoader
+    ) -> DeliveryStatus | None:
         """The status from counts by state (db.deliveries.status_counts_by_task); its
         deliveries are read by `rows` if asked for."""
         if counts is None:
             return None
         by_state: Counter[domain.DeliveryState] = Counter()
-        held, held_until = 0, []
+        held, held_until = 0, list[dt.datetime]()
         for row in counts:
             by_state[domain.DeliveryState(row.state)] += row.deliveries
-            if row.state == domain.DeliveryState.QUEUED.value and row.held:
+            # `held` counts the non-null hold times, so `held_until` is set when it is.
+            if row.state == domain.DeliveryState.QUEUED.value and row.held and row.held_until:
                 held += row.held
                 held_until.append(row.held_until)
         return cls._of(domain.summarize_counts(by_state), held, min(held_until, default=None), rows)
