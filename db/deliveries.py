@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
-from db.records import DeliveryRow, StatusCount
+from db.records import DeliveryRow, MessageRecord, NotificationRecord, StatusCount
 from db.tables import comments, deliveries, delivery_events, messages, notifications
 
 T = TypeVar("T")
@@ -223,12 +223,12 @@ async def hold(
 class SendBatch:
     """What a worker needs to send one message: the message, and its deliveries."""
 
-    message: Row[Any]
-    notification: Row[Any]
-    all_deliveries: Sequence[Row[Any]]
+    message: MessageRecord
+    notification: NotificationRecord
+    all_deliveries: Sequence[DeliveryRow]
 
     @property
-    def pending(self) -> list[Row[Any]]:
+    def pending(self) -> list[DeliveryRow]:
         return [row for row in self.all_deliveries if row.state == DeliveryState.QUEUED.value]
 
 
@@ -242,11 +242,13 @@ async def load_send_batches(
     """The batch of each message that still exists, in three queries whatever the count."""
     if not message_ids:
         return {}
-    found = (await conn.execute(messages.select().where(messages.c.id.in_(message_ids)))).all()
+    found = MessageRecord.of_all(
+        (await conn.execute(messages.select().where(messages.c.id.in_(message_ids)))).all()
+    )
     if not found:
         return {}
     notification_rows = {
-        row.id: row
+        row.id: NotificationRecord.of(row)
         for row in (
             await conn.execute(
                 notifications.select().where(
@@ -260,7 +262,7 @@ async def load_send_batches(
             *_ORDER
         )
     )
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    grouped: dict[uuid.UUID, list[DeliveryRow]] = defaultdict(list)
     for row in rows:
         grouped[row.message_id].append(row)
     return {

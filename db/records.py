@@ -116,6 +116,28 @@ class BounceRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationRecord(_Record):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    task_id: uuid.UUID
+    comment_id: uuid.UUID | None
+    kind: str
+    message_text: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord(_Record):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    notification_id: uuid.UUID
+    channel: str
+    header_message_id: str
+    pixel_id: str | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class StatusCount(_Record):
     """How many of a task's deliveries are in one state, for its own notification
     (`is_system` None) or its comments' (system ones or not); `held` of them held back
