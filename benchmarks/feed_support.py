@@ -50,7 +50,7 @@ fragment Status on DeliveryStatus {
 }
 """
 
-# The database functions the feed reads through (resolvers/loaders.py, resolvers/feed.py).
+# The database functions the feed reads through (resolvers/loaders.py, resolvers/queries.py).
 _READS: list[tuple[Any, str]] = [
     (db_accounts, "accounts_by_ids"),
     (db_accounts, "people_by_ids"),

@@ -10,11 +10,12 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 
 import httpx
 
 from channels.base import Outcome, RecipientResult
+from common.time import utcnow
 
 REDACTED = "********"
 
@@ -53,7 +54,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
     if when.tzinfo is None:  # an HTTP date is always GMT
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def json_object(response: httpx.Response) -> dict[str, object] | None:

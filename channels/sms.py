@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +24,7 @@ import httpx
 from channels import http
 from channels.base import ChannelCredentials, Notice, ProviderReport, RecipientResult, ReportStatus
 from common.domain import Channel
+from common.time import utcnow
 
 # Twilio refuses a Body longer than 1600 characters (error 21617).
 MAX_TEXT = 1600
@@ -156,7 +156,7 @@ def parse_status(form: Mapping[str, str]) -> ProviderReport | None:
         provider_message_id=sid,
         status=status,
         # Twilio's callback carries no timestamp: it is sent as the status changes.
-        at=datetime.now(UTC),
+        at=utcnow(),
         error_code=error_code,
         error_message=error_message,
     )

@@ -21,6 +21,7 @@ import httpx
 from channels import http
 from channels.base import ChannelCredentials, Notice, ProviderReport, RecipientResult, ReportStatus
 from common.domain import Channel
+from common.time import utcnow
 
 # A text message body holds at most 4096 characters.
 MAX_TEXT = 4096
@@ -215,4 +216,4 @@ def _timestamp(value: object) -> datetime:
     try:
         return datetime.fromtimestamp(int(str(value)), UTC)
     except (ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
+        return utcnow()

@@ -19,16 +19,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
-from sqlalchemy.engine import Row
 
 from common.events import account_channel
 from common.metrics import SUBSCRIPTIONS_ACTIVE
 from db import event_log
 from db.engine import Database
+from db.records import DeliveryRow
 from live.context import LiveContext, shared_context
 from live.positions import Position
 from live.updates import (
@@ -236,7 +235,7 @@ class LiveFeed:
 
 
 def _positioned(
-    loaded: list[tuple[Row[Any], list[Row[Any]], tuple[int, ...]]],
+    loaded: list[tuple[DeliveryRow, list[DeliveryRow], tuple[int, ...]]],
     start: Position,
     visible: list[int],
     settled: set[int],

@@ -9,10 +9,9 @@ from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.engine import Row
-
 from common.metrics import LIVE_MESSAGES
 from db import event_log
+from db.records import DeliveryRow
 from live.context import LiveContext
 from live.positions import Position, encode_cursor
 
@@ -52,8 +51,8 @@ class LiveUpdate:
 
     def __init__(
         self,
-        delivery: Row[Any],
-        status_rows: list[Row[Any]],
+        delivery: DeliveryRow,
+        status_rows: list[DeliveryRow],
         event_ids: tuple[int, ...],
         position: Position,
         shared: SharedResults,
@@ -137,7 +136,7 @@ async def _shared_data(update: LiveUpdate, sender: DirectSender | None) -> Any:
 
 async def load_updates(
     context: LiveContext, events: Sequence[EventRef]
-) -> list[tuple[Row[Any], list[Row[Any]], tuple[int, ...]]]:
+) -> list[tuple[DeliveryRow, list[DeliveryRow], tuple[int, ...]]]:
     """For the deliveries these events (of the context's account) name: the delivery,
     the deliveries behind its icon, and its events, ordered by its latest event.
     Nothing when the account's plan has no tracking."""

@@ -40,8 +40,8 @@ from common.metrics import (
     PIXEL_UNCOMMITTED,
 )
 from db.engine import Database
+from db.open_writers import BatchWriter, writer_for
 from db.opens import Open
-from pixel.writers import BatchWriter, writer_for
 
 log = logging.getLogger(__name__)
 

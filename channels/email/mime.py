@@ -10,13 +10,13 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from common.domain import NoticeKind
 from common.text import CONTROL_CHARACTERS
+from common.time import utcnow
 
 # Never part of an address, and a NUL or a line break makes aiosmtplib raise.
 _CONTROL = CONTROL_CHARACTERS
@@ -64,7 +64,7 @@ def render_mime(email: OutgoingEmail, *, utf8: bool = False) -> bytes:
             _header("From", email.from_header, utf8),
             _address_list("To", to, utf8) if to else b"",
             _header("Subject", email.subject, utf8),
-            b"Date: " + format_datetime(datetime.now(UTC), usegmt=True).encode() + _CRLF,
+            b"Date: " + format_datetime(utcnow(), usegmt=True).encode() + _CRLF,
             _message_id(email.message_id, utf8),
             # RFC 3834: tells autoresponders (vacation replies) not to answer notifications.
             b"Auto-Submitted: auto-generated\r\n",
