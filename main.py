@@ -1,4 +1,4 @@
-"""Beacon's command line: serve (the default), worker, migrate, create-account."""
+"""Beacon's command line: serve (the default), worker, migrate, create-account, set-plan, purge."""
 
 from __future__ import annotations
 
