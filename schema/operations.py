@@ -26,6 +26,7 @@ from schema.types import (
     id_of,
     task_connection,
 )
+from schema.webhooks import WebhookMutations, WebhookQueries
 
 
 @strawberry.input
@@ -109,7 +110,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query:
+class Query(WebhookQueries):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await feed.viewer(info))
@@ -153,7 +154,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(WebhookMutations):
     @strawberry.mutation
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)

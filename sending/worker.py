@@ -43,6 +43,7 @@ from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
 from sending.compose import compose_email, compose_notice
 from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
+from sending.webhook_events import WebhookDispatcher
 
 # The code of a send that failed with an unexpected exception (a bug, or input a channel
 # did not expect).
@@ -129,6 +130,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_purge = 0.0
+        # Status webhooks: each endpoint's job in a task of its own; one that finishes
+        # wakes the loop, as its endpoint may have more.
+        self.webhooks = WebhookDispatcher(
+            db, settings, owner=self.name, clock=clock, on_done=self.wake
+        )
 
     @property
     def channels(self) -> Mapping[Channel, MessengerChannel]:
@@ -159,6 +165,7 @@ class Worker:
             if handled == 0 and not self._stopping.is_set():
                 await self._purge_if_due()
                 await self._idle()
+        await self.webhooks.aclose()
         await self.sender.aclose()
         for channel in (self._channels or {}).values():
             await channel.aclose()
@@ -185,10 +192,11 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim what is due and send it; returns how many jobs were handled."""
+        started = await self.webhooks.run_once()
         jobs, plans = await self._claim()
         if plans:
             await self._handle(plans)
-        return len(jobs)
+        return len(jobs) + started
 
     async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_Plan]]:
         now = self.clock()
