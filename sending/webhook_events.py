@@ -138,8 +138,11 @@ class WebhookDispatcher:
             await asyncio.wait(set(self._tasks))
 
     async def aclose(self) -> None:
-        """Stop: jobs still running are cancelled; their leases run out and another
-        worker sends their events again, under the same ids."""
+        """Stop: jobs still running get one request's timeout to finish and record what
+        they sent; then they are cancelled, their leases run out and another worker sends
+        their unrecorded events again, under the same ids."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.settings.webhook_timeout_seconds)
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -29,6 +29,7 @@ class Received:
     verified: bool
     payload: dict[str, Any]
     status: int
+    body: bytes
 
 
 class StatusReceiver(LocalServer):
@@ -36,8 +37,11 @@ class StatusReceiver(LocalServer):
         self.secret = secret
         self.answers: list[int] = []
         self.received: list[Received] = []
-        # While set, requests wait here before they are answered.
+        # While set, requests wait here before they are answered (and are recorded only
+        # once answered); `waiting` counts those that arrived at the gate.
         self.gate: asyncio.Event | None = None
+        self.waiting = 0
+        self.someone_waits = asyncio.Event()
         self._arrived = asyncio.Condition()
         super().__init__(Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])]))
 
@@ -64,12 +68,14 @@ class StatusReceiver(LocalServer):
                 verified = True
             except WebhookVerificationError:
                 verified = False
-        if self.gate is not None:
+        if self.gate is not None and not self.gate.is_set():
+            self.waiting += 1
+            self.someone_waits.set()
             await self.gate.wait()
         status = self.answers.pop(0) if self.answers else 200
         async with self._arrived:
             self.received.append(
-                Received(headers.get("webhook-id", ""), verified, json.loads(body), status)
+                Received(headers.get("webhook-id", ""), verified, json.loads(body), status, body)
             )
             self._arrived.notify_all()
         return PlainTextResponse("ok" if status < 300 else "nope", status_code=status)
