@@ -35,7 +35,7 @@ from domain.webhook_events import EventFacts, WebhookEventType, body, event_id, 
 log = logging.getLogger(__name__)
 
 # Events read and sent per run of an endpoint's job; the job runs again while more wait.
-BATCH = 100
+BATCH = 500
 # The first KiB of an answer is kept in the attempt log.
 RESPONSE_BYTES = 1024
 
