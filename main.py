@@ -120,12 +120,14 @@ def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
 
     from db.engine import Database
     from db.purge import purge
+    from domain.idempotency import KEY_LIFETIME
 
     async def run() -> int:
         db = Database(settings.database_url)
         try:
-            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.longest_history_days)
-            return await purge(db, older_than=cutoff)
+            now = dt.datetime.now(dt.UTC)
+            cutoff = now - dt.timedelta(days=settings.longest_history_days)
+            return await purge(db, older_than=cutoff, keys_used_before=now - KEY_LIFETIME)
         finally:
             await db.dispose()
 

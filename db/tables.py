@@ -505,3 +505,21 @@ webhook_attempts = sa.Table(
     sa.Column("succeeded", sa.Boolean(), nullable=False),
     sa.Index("ix_webhook_attempts_endpoint_id_id", "endpoint_id", "id"),
 )
+
+# One row per idempotency key an account used in the last 24 hours (ADR 0021): the
+# primary key is the unique index that decides a race between two requests with one
+# key. Written in the transaction of the mutation it guards, so a key is taken if and
+# only if the mutation's writes committed; `result_id` names what the mutation made.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    _account_fk(index=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("mutation", sa.String(32), nullable=False),
+    # SHA-256 (hex) of the canonical input (domain/idempotency.py).
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("result_id", sa.Uuid(), nullable=True),
+    _created_at(),
+    sa.PrimaryKeyConstraint("account_id", "key"),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)

@@ -41,6 +41,7 @@ from db.purge import purge
 from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
+from domain import idempotency
 from sending.compose import compose_email, compose_notice
 from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
 from sending.webhook_events import WebhookDispatcher
@@ -177,9 +178,12 @@ class Worker:
         if loop_time < self._next_purge:
             return
         self._next_purge = loop_time + self.settings.purge_interval_seconds
-        cutoff = self.clock() - dt.timedelta(days=self.settings.longest_history_days)
+        now = self.clock()
+        cutoff = now - dt.timedelta(days=self.settings.longest_history_days)
         try:
-            deleted = await purge(self.db, older_than=cutoff)
+            deleted = await purge(
+                self.db, older_than=cutoff, keys_used_before=now - idempotency.KEY_LIFETIME
+            )
         except Exception:
             log.exception("worker %s: purge failed; it runs again later", self.name)
             return
