@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     purge = commands.add_parser(
         "purge",
         help="delete delivery data older than the longest history window "
-        "(HISTORY_DAYS_PREMIUM); workers also do it every hour",
+        "(HISTORY_DAYS_PREMIUM) and idempotency keys older than 24 hours; workers also do "
+        "it every hour",
     )
     purge.set_defaults(func=cmd_purge)
     return parser
