@@ -25,6 +25,7 @@ from tests.e2e.helpers import (
 from tests.e2e.test_account_rules import settled_status
 from tests.e2e.test_account_rules_extended import cli
 from tests.support.graphql_client import GraphQLClient
+from tests.support.waiting import eventually
 
 CREATE_TASK_WITH_KEY = """
 mutation CreateTask($title: String!, $subscriberIds: [ID!]!, $key: String) {
@@ -84,7 +85,7 @@ async def all_sent(beacon: Beacon, contact: str, marker: str) -> None:
     await beacon.sink.wait_for_text(marker)
 
 
-async def count(db: Database, query: sa.Select[Any]) -> int:
+async def count(db: Database, query: sa.Executable) -> int:
     async with db.read() as conn:
         return int((await conn.execute(query)).scalar_one())
 
@@ -126,6 +127,54 @@ async def test_concurrent_createtask_requests_with_one_key_make_one_task_and_one
     await all_sent(beacon, ann, "After the race")
     for round_ in range(3):
         assert emails_about(beacon.sink, f"Race {round_}") == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_requests_waiting_on_a_held_key_make_one_task_and_one_email_between_them(
+    beacon: Beacon, db: Database
+) -> None:
+    """The race made certain: both requests are inside the server, blocked on the key,
+    before either can go on (PostgreSQL: there a writer waits on the key's index entry;
+    SQLite's writers take turns, which the test above covers)."""
+    ann = await beacon.add_contact("Ann", "ann@example.test")
+    clients = [beacon.client_for(beacon.token) for _ in range(2)]
+    variables = {"title": "Held", "subscriberIds": [ann]}
+
+    # given: a transaction that holds the key, as a request still in flight would
+    async with db.engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(
+            idempotency_keys.insert().values(
+                account_id=uuid.UUID(beacon.account.account_id),
+                key="held",
+                mutation="createTask",
+                input_hash="0" * 64,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        # when: two requests with the key come meanwhile
+        answers = asyncio.gather(
+            *(post(client, CREATE_TASK, variables, "held") for client in clients)
+        )
+        await eventually(lambda: backends_waiting_on_a_lock(db, 2))
+        # and the holder gives up (a request that failed after taking the key)
+        await holder.rollback()
+    done = await answers
+
+    # then: one of them made the task, the other waited for it and answered it too
+    assert [codes(answer) for answer in done] == [[], []]
+    assert len({answer["data"]["createTask"]["id"] for answer in done}) == 1
+    assert await count(db, tasks_titled("Held")) == 1
+    await all_sent(beacon, ann, "After the wait")
+    assert emails_about(beacon.sink, "Held") == 1
+
+
+async def backends_waiting_on_a_lock(db: Database, expected: int) -> None:
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    assert await count(db, waiting) == expected
 
 
 async def test_concurrent_addcomment_requests_with_one_key_make_one_comment_and_one_email(
