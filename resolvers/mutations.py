@@ -347,6 +347,7 @@ async def resend_delivery(
             replay = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
             if replay is None:
                 raise not_found("delivery")
+            await require_within_history(info, replay)
             return replay
         row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
         if row is None:
