@@ -1,8 +1,9 @@
 """Idempotency keys: taken in the transaction of the mutation they guard.
 
-`claim` is the mutation's first write. Its INSERT meets the primary key (account, key):
-on PostgreSQL a second transaction inserting the same key waits there until the first
-one ends, and then either takes the key (the first rolled back) or finds the first's
+`claim` is the mutation's first statement. A retry of a committed request finds the key
+by a plain read. Otherwise its INSERT meets the primary key (account, key): on
+PostgreSQL a second transaction inserting the same key waits there until the first one
+ends, and then either takes the key (the first rolled back) or finds the first's
 committed row, result and all; on SQLite writers take turns anyway. So a key is never
 seen half-used, and of two concurrent requests with one key exactly one does the work.
 """
@@ -44,6 +45,10 @@ async def claim(
 
     A key first used before `expired_before` is taken over as if it were new: the
     purge may not have come by yet."""
+    # A retry of a committed request is answered by this read alone (no lock, no write).
+    used = await _used(conn, account_id, key)
+    if used is not None and used.created_at >= expired_before:
+        return used
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         idempotency_keys
     ).values(
@@ -66,8 +71,14 @@ async def claim(
     ).returning(idempotency_keys.c.key)
     if (await conn.execute(taken)).first() is not None:
         return None
-    # A new statement: on PostgreSQL (READ COMMITTED) it sees the row that made the
-    # INSERT above wait, now committed.
+    # Another request holds the key, live: it made the INSERT above wait until it
+    # committed. A new statement (READ COMMITTED) sees its row, result and all.
+    used = await _used(conn, account_id, key)
+    assert used is not None
+    return used
+
+
+async def _used(conn: AsyncConnection, account_id: uuid.UUID, key: str) -> UsedKey | None:
     row = (
         await conn.execute(
             sa.select(
@@ -77,8 +88,8 @@ async def claim(
                 idempotency_keys.c.created_at,
             ).where(idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == key)
         )
-    ).one()
-    return UsedKey(row.mutation, row.input_hash, row.result_id, row.created_at)
+    ).first()
+    return None if row is None else UsedKey(*row)
 
 
 async def record_result(
