@@ -394,3 +394,23 @@ async def test_a_key_of_255_printable_characters_is_taken(beacon: Beacon) -> Non
 
     assert codes(first) == codes(again) == []
     assert first["data"] == again["data"]
+
+
+async def test_a_bad_header_key_or_one_that_contradicts_the_input_is_refused(
+    beacon: Beacon, db: Database
+) -> None:
+    variables = {"title": "Header", "subscriberIds": [], "key": "in-the-input"}
+
+    too_long = await post(
+        beacon.client, CREATE_TASK, {"title": "Header", "subscriberIds": []}, "x" * 256
+    )
+    contradicts = await post(beacon.client, CREATE_TASK_WITH_KEY, variables, "in-the-header")
+    agrees = await post(beacon.client, CREATE_TASK_WITH_KEY, variables, "in-the-input")
+
+    (error,) = too_long["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "Idempotency-Key"}
+    (error,) = contradicts["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "idempotencyKey"}
+    assert "differ" in error["message"]
+    assert codes(agrees) == []
+    assert await count(db, tasks_titled("Header")) == 1
