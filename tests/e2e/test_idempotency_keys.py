@@ -269,6 +269,26 @@ async def test_a_retried_resend_returns_the_delivery_and_resends_it_once(beacon:
     assert events.count("resend_requested") == 1
 
 
+async def test_concurrent_resends_with_one_key_resend_once(beacon: Beacon) -> None:
+    # given: a delivery the mail server refused for good
+    bob = await beacon.add_contact("Bob", "deny-bob@example.test")
+    task_id = await beacon.create_task("Ship v3", [bob])
+    (failed,) = (await settled_status(beacon, task_id))["deliveries"]
+    clients = [beacon.client_for(beacon.token) for _ in range(3)]
+
+    # when: three resends carrying one key arrive at once
+    key = str(uuid.uuid4())
+    async with beacon.sink.holding():
+        answers = await asyncio.gather(
+            *(post(client, RESEND, {"id": failed["id"], "key": key}) for client in clients)
+        )
+
+    # then: none is refused for "not FAILED any more", and the delivery was resent once
+    assert [codes(answer) for answer in answers] == [[]] * 3
+    delivery = await beacon.delivery(failed["id"])
+    assert [e["type"] for e in delivery["events"]].count("resend_requested") == 1
+
+
 async def test_the_same_key_with_other_input_is_refused_naming_the_first_mutation(
     beacon: Beacon, db: Database
 ) -> None:
