@@ -120,12 +120,14 @@ def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
     from common.time import utcnow
     from db.engine import Database
     from db.purge import purge
+    from domain.idempotency import KEY_LIFETIME
 
     async def run() -> int:
         db = Database(settings.database_url)
         try:
-            cutoff = utcnow() - dt.timedelta(days=settings.longest_history_days)
-            return await purge(db, older_than=cutoff)
+            now = utcnow()
+            cutoff = now - dt.timedelta(days=settings.longest_history_days)
+            return await purge(db, older_than=cutoff, keys_used_before=now - KEY_LIFETIME)
         finally:
             await db.dispose()
 
@@ -251,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     purge = commands.add_parser(
         "purge",
         help="delete delivery data older than the longest history window "
-        "(HISTORY_DAYS_PREMIUM); workers also do it every hour",
+        "(HISTORY_DAYS_PREMIUM) and idempotency keys older than 24 hours; workers also do "
+        "it every hour",
     )
     purge.set_defaults(func=cmd_purge)
     return parser

@@ -132,6 +132,20 @@ class WebhookChannel:
             return http.transport_failure(address, exc, host=host, secrets=(secret,))
         return _classify(notice, host, status, reply, retry_after, reason)
 
+    async def post(self, address: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """POST a body to a tenant's URL behind the same guard as `send` (status webhooks
+        use it): the status and the start of the answer. Raises ValueError for a URL that
+        is not http(s), BlockedAddress, and httpx/OS errors or TimeoutError (the channel's
+        timeout bounds the whole exchange)."""
+        url = httpx.URL(address.strip())
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("the URL must be http:// or https:// with a host")
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+        async with asyncio.timeout(self._timeout):
+            target, extensions = await self._target(url, headers)
+            status, reply, _, _ = await self._post(target, headers, body, extensions)
+        return status, reply
+
     async def _target(
         self, url: httpx.URL, headers: dict[str, str]
     ) -> tuple[httpx.URL, dict[str, object]]:

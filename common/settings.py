@@ -86,6 +86,11 @@ class Settings:
     ws_max_connections_per_token: int
     rate_limit_per_minute: int
     rate_limit_per_ip_per_minute: int
+    # Status webhooks (issue 15; docs/adr/0021-status-webhooks.md)
+    webhook_retry_seconds: tuple[float, ...]
+    webhook_timeout_seconds: float
+    webhook_disable_after_seconds: float
+    webhook_concurrency: int
 
     @property
     def embedded(self) -> bool:
@@ -209,6 +214,20 @@ class Settings:
             rate_limit_per_ip_per_minute=int(
                 env.get("RATE_LIMIT_PER_IP_PER_MINUTE", "3000" if rate_limited else "0")
             ),
+            # The waits before each retry of a webhook event (then it is given up): about
+            # a day in all, each with jitter.
+            webhook_retry_seconds=tuple(
+                float(part)
+                for part in env.get(
+                    "WEBHOOK_RETRY_SECONDS", "5,300,1800,7200,18000,36000,36000"
+                ).split(",")
+                if part.strip()
+            ),
+            webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "10")),
+            webhook_disable_after_seconds=float(
+                env.get("WEBHOOK_DISABLE_AFTER_SECONDS", str(3 * 24 * 3600))
+            ),
+            webhook_concurrency=int(env.get("WEBHOOK_CONCURRENCY", "20")),
         )
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,19 +26,30 @@ class ClaimedJob:
     message_id: uuid.UUID
 
 
-async def claim(
+@dataclass(frozen=True)
+class ClaimedEndpointJob:
+    """A status-webhook endpoint's job: send its pending events, in order."""
+
+    job_id: int
+    endpoint_id: uuid.UUID
+
+
+async def _claim(
     conn: AsyncConnection,
+    target: sa.Column[Any],
     *,
     owner: str,
     now: dt.datetime,
     lease: dt.timedelta,
     limit: int,
-) -> list[ClaimedJob]:
+) -> list[tuple[int, uuid.UUID]]:
+    """Lease due jobs of one kind (a message's, or an endpoint's): (job id, target)."""
     due = (
         sa.select(send_jobs.c.id)
         .where(
             send_jobs.c.run_at <= now,
             sa.or_(send_jobs.c.lease_until.is_(None), send_jobs.c.lease_until < now),
+            target.is_not(None),
         )
         .order_by(send_jobs.c.run_at, send_jobs.c.id)
         .limit(limit)
@@ -49,10 +61,38 @@ async def claim(
             send_jobs.update()
             .where(send_jobs.c.id.in_(due.scalar_subquery()))
             .values(lease_owner=owner, lease_until=now + lease)
-            .returning(send_jobs.c.id, send_jobs.c.message_id)
+            .returning(send_jobs.c.id, target)
         )
     ).all()
-    return [ClaimedJob(job_id=row.id, message_id=row.message_id) for row in rows]
+    return [(row[0], row[1]) for row in rows]
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+) -> list[ClaimedJob]:
+    claimed = await _claim(
+        conn, send_jobs.c.message_id, owner=owner, now=now, lease=lease, limit=limit
+    )
+    return [ClaimedJob(job_id=job_id, message_id=target) for job_id, target in claimed]
+
+
+async def claim_endpoint_jobs(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+) -> list[ClaimedEndpointJob]:
+    claimed = await _claim(
+        conn, send_jobs.c.webhook_endpoint_id, owner=owner, now=now, lease=lease, limit=limit
+    )
+    return [ClaimedEndpointJob(job_id=job_id, endpoint_id=target) for job_id, target in claimed]
 
 
 async def finish(conn: AsyncConnection, job_id: int, owner: str) -> bool:

@@ -273,13 +273,22 @@ send_jobs = sa.Table(
         "message_id",
         sa.Uuid(),
         sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        nullable=False,
+        nullable=True,
+        unique=True,
+    ),
+    # Or a status-webhook endpoint's job: send its pending events, in order (0009).
+    sa.Column(
+        "webhook_endpoint_id",
+        sa.Uuid(),
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=True,
         unique=True,
     ),
     sa.Column("run_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     _created_at(),
+    sa.CheckConstraint("(message_id IS NULL) <> (webhook_endpoint_id IS NULL)", name="one_target"),
 )
 
 # Every inbound bounce, auto-reply or complaint is kept, parsed or not, so that nothing a
@@ -389,6 +398,107 @@ scenarios = sa.Table(
     ),
     sa.Column("template", sa.Text(), nullable=False),
     _created_at(),
+)
+
+
+# Status webhooks (ADR 0021): where an account wants its deliveries' status changes sent.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _id(),
+    _account_fk(),
+    sa.Column("url", sa.String(2000), nullable=False),
+    # Event types wanted, e.g. ["SENT", "BOUNCED"]; channels wanted ([] = every channel).
+    sa.Column("event_types", sa.JSON(), nullable=False),
+    sa.Column("channels", sa.JSON(), nullable=False),
+    # "whsec_<base64>": needed in the clear to sign. After a rotation the previous one
+    # signs too, for a while, so receivers can switch without losing events.
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("previous_secret", sa.String(100), nullable=True),
+    sa.Column("previous_secret_until", UtcDateTime(), nullable=True),
+    sa.Column("disabled_at", UtcDateTime(), nullable=True),
+    sa.Column("disabled_reason", sa.Text(), nullable=True),
+    # The first failed attempt since the last success: too long ago disables the endpoint.
+    sa.Column("failing_since", UtcDateTime(), nullable=True),
+    _created_at(),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# One row per status change and endpoint, written by a trigger on deliveries (migration
+# 0009) in the transaction of the change. The id orders an endpoint's events and names
+# the event to receivers ("evt_<id>"), the same on every retry and replay. No foreign
+# key to deliveries, as for delivery_events.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        sa.Uuid(),
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("delivery_id", sa.Uuid(), nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("old_state", sa.String(16), nullable=True),
+    sa.Column("new_state", sa.String(16), nullable=False),
+    # The delivery's error and read confidence as they were at the change.
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("read_confidence", sa.String(16), nullable=True),
+    sa.Column("occurred_at", UtcDateTime(), nullable=False),
+    # PENDING, DELIVERED, or FAILED (retries ran out); a replay makes it PENDING again.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_webhook_events_endpoint_id_status_id", "endpoint_id", "status", "id"),
+    sa.Index("ix_webhook_events_endpoint_id_occurred_at", "endpoint_id", "occurred_at", "id"),
+)
+
+# Every attempt to send an event, for the delivery log (webhookDeliveries).
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        sa.Uuid(),
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "event_id",
+        BigId,
+        sa.ForeignKey("webhook_events.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=False),
+    # The first KiB of the answer, as text.
+    sa.Column("response", sa.Text(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("succeeded", sa.Boolean(), nullable=False),
+    sa.Index("ix_webhook_attempts_endpoint_id_id", "endpoint_id", "id"),
+)
+
+# One row per idempotency key an account used in the last 24 hours (ADR 0021): the
+# primary key is the unique index that decides a race between two requests with one
+# key. Written in the transaction of the mutation it guards, so a key is taken if and
+# only if the mutation's writes committed; `result_id` names what the mutation made.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    _account_fk(index=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("mutation", sa.String(32), nullable=False),
+    # SHA-256 (hex) of the canonical input (domain/idempotency.py).
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("result_id", sa.Uuid(), nullable=True),
+    _created_at(),
+    sa.PrimaryKeyConstraint("account_id", "key"),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
 

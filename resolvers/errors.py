@@ -85,3 +85,13 @@ def address_suppressed(channel: str, address: str, reason: str, since: dt.dateti
         reason=reason,
         since=since.isoformat(),
     )
+
+
+def idempotency_key_reused(mutation: str, first_used: dt.datetime) -> GraphQLError:
+    """A key the account used for another request (another mutation or other input)."""
+    return _error(
+        "IDEMPOTENCY_KEY_REUSED",
+        f"This Idempotency-Key was first used at {first_used.isoformat()} with {mutation} "
+        "and different input; a key names one request: send a new key for a new request.",
+        mutation=mutation,
+    )

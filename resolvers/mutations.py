@@ -51,16 +51,27 @@ from resolvers.errors import (
     forbidden,
     not_found,
 )
+from resolvers.idempotency import remember, replayed, request_key
 from resolvers.queries import require_within_history
 
 
-async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> PersonRecord:
+async def add_person(
+    info: Info, kind: PersonKind, fields: PersonFields, idempotency_key: str | None = None
+) -> PersonRecord:
     viewer = info.context.require_viewer()
+    key = request_key(info, "addPerson", idempotency_key, {"kind": kind, **fields.values})
     try:
         async with info.context.db.write() as conn:
-            return await db_accounts.add_person(
+            if (first := await replayed(conn, key, utcnow())) is not None:
+                found = await db_accounts.people_by_ids(conn, viewer.account_id, [first])
+                if first not in found:
+                    raise not_found("person")
+                return found[first]
+            row = await db_accounts.add_person(
                 conn, account_id=viewer.account_id, kind=kind, **fields.values
             )
+            await remember(conn, key, row.id)
+            return row
     except db_accounts.AddressTaken as taken:
         raise _duplicate(taken) from None
 
@@ -94,13 +105,23 @@ async def _subscribers(info: Info, ids: Sequence[str]) -> list[PersonRecord]:
     return [row for row in found if row is not None]
 
 
-async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> uuid.UUID:
+async def create_task(
+    info: Info, title: str, subscriber_ids: Sequence[str], idempotency_key: str | None = None
+) -> uuid.UUID:
     viewer = info.context.require_viewer()
     title = validate_title(title)
     subscribers = await _subscribers(info, subscriber_ids)
+    key = request_key(
+        info,
+        "createTask",
+        idempotency_key,
+        {"title": title, "subscriberIds": [row.id for row in subscribers]},
+    )
     account = await info.context.account()
     now = utcnow()
     async with info.context.db.write() as conn:
+        if (first := await replayed(conn, key, now)) is not None:
+            return first
         task_id = await db_tasks.insert_task(
             conn,
             account_id=viewer.account_id,
@@ -132,16 +153,20 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )
+        await remember(conn, key, task_id)
     await _after_write(info, changes)
     return task_id
 
 
-async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
+async def add_comment(
+    info: Info, task_id: str, body: str, idempotency_key: str | None = None
+) -> uuid.UUID:
     viewer = info.context.require_viewer()
     body = validate_body(body)
     task = await info.context.loaders.task.load(parse_id(task_id, "task"))
     if task is None:
         raise not_found("task")
+    key = request_key(info, "addComment", idempotency_key, {"taskId": task.id, "body": body})
     account = await info.context.account()
     subscriber_ids = await info.context.loaders.subscriber_ids.load(task.id)
     subscribers = [
@@ -150,6 +175,8 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
     recipients = [row for row in subscribers if row.id != viewer.person_id]
     now = utcnow()
     async with info.context.db.write() as conn:
+        if (first := await replayed(conn, key, now)) is not None:
+            return first
         comment_id = await db_tasks.insert_comment(
             conn,
             account_id=viewer.account_id,
@@ -180,16 +207,27 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
         )
+        await remember(conn, key, comment_id)
     await _after_write(info, changes)
     return comment_id
 
 
-async def resend_delivery(info: Info, delivery_id: str) -> DeliveryRow:
+async def resend_delivery(
+    info: Info, delivery_id: str, idempotency_key: str | None = None
+) -> DeliveryRow:
     viewer = info.context.require_viewer()
     parsed = parse_id(delivery_id, "delivery")
     await info.context.require_tracking()
+    key = request_key(info, "resendDelivery", idempotency_key, {"id": parsed})
     now = utcnow()
     async with info.context.db.write() as conn:
+        if await replayed(conn, key, now) is not None:
+            # The same delivery, as it is now (the retry must not fail on "not FAILED").
+            replay = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+            if replay is None:
+                raise not_found("delivery")
+            await require_within_history(info, replay)
+            return replay
         row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
         if row is None:
             raise not_found("delivery")
@@ -218,6 +256,7 @@ async def resend_delivery(info: Info, delivery_id: str) -> DeliveryRow:
         )
         await db_deliveries.add_event(conn, [row.id], "resend_requested", now)
         await outbox.enqueue(conn, row.message_id, now)
+        await remember(conn, key, row.id)
         updated = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
     assert updated is not None
     await _after_write(info, [db_deliveries.change_of(updated)])

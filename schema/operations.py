@@ -27,6 +27,19 @@ from schema.types import (
     id_of,
     task_connection,
 )
+from schema.webhooks import WebhookMutations, WebhookQueries
+
+_IDEMPOTENCY_KEY = (
+    "Makes a retry safe: the same key within 24 hours returns the first result and sends "
+    "nothing again; the same key with other input is IDEMPOTENCY_KEY_REUSED. Up to 255 "
+    "printable ASCII characters, scoped to the account. The `Idempotency-Key` HTTP header "
+    "does the same for a request with one such mutation."
+)
+
+
+def idempotency_key() -> Any:
+    """The optional `idempotencyKey` input field (an argument, for resendDelivery)."""
+    return strawberry.field(default=None, description=_IDEMPOTENCY_KEY)
 
 
 @strawberry.input
@@ -39,6 +52,7 @@ class AddPersonInput:
     webhook_url: str | None = None
     disabled_channels: list[domain.Channel] = strawberry.field(default_factory=list)
     tracking_consent: domain.TrackingConsent = domain.TrackingConsent.UNKNOWN
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(
@@ -80,12 +94,14 @@ def _given(input: object) -> dict[str, Any]:
 class CreateTaskInput:
     title: str
     subscriber_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input
 class AddCommentInput:
     task_id: strawberry.ID
     body: str
+    idempotency_key: str | None = idempotency_key()
 
 
 @strawberry.input(
@@ -110,7 +126,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query:
+class Query(WebhookQueries):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await queries.viewer(info))
@@ -154,12 +170,13 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(WebhookMutations):
     @strawberry.mutation
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)
         kind = domain.PersonKind(given.pop("kind"))
-        row = await mutations.add_person(info, kind, PersonFields.validate(**given))
+        key = given.pop("idempotency_key", None)
+        row = await mutations.add_person(info, kind, PersonFields.validate(**given), key)
         return Person.from_row(row)
 
     @strawberry.mutation
@@ -182,17 +199,28 @@ class Mutation:
 
     @strawberry.mutation
     async def create_task(self, info: Info, input: CreateTaskInput) -> Task:
-        task_id = await mutations.create_task(info, input.title, input.subscriber_ids)
+        task_id = await mutations.create_task(
+            info, input.title, input.subscriber_ids, input.idempotency_key
+        )
         return Task(row=await queries.fresh_task(info, task_id))
 
     @strawberry.mutation
     async def add_comment(self, info: Info, input: AddCommentInput) -> Comment:
-        comment_id = await mutations.add_comment(info, input.task_id, input.body)
+        comment_id = await mutations.add_comment(
+            info, input.task_id, input.body, input.idempotency_key
+        )
         return Comment(row=await queries.fresh_comment(info, comment_id))
 
     @strawberry.mutation
-    async def resend_delivery(self, info: Info, id: strawberry.ID) -> Delivery:
-        return Delivery(row=await mutations.resend_delivery(info, id))
+    async def resend_delivery(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        idempotency_key: Annotated[
+            str | None, strawberry.argument(description=_IDEMPOTENCY_KEY)
+        ] = None,
+    ) -> Delivery:
+        return Delivery(row=await mutations.resend_delivery(info, id, idempotency_key))
 
     @strawberry.mutation
     async def update_account(self, info: Info, input: UpdateAccountInput) -> Account:

@@ -42,8 +42,10 @@ from db.records import AccountRecord
 from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
+from domain import idempotency
 from sending.compose import compose_email, compose_notice
 from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes
+from sending.webhook_events import WebhookDispatcher
 
 # The code of a send that failed with an unexpected exception (a bug, or input a channel
 # did not expect).
@@ -126,6 +128,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._next_purge = 0.0
+        # Status webhooks: each endpoint's job in a task of its own; one that finishes
+        # wakes the loop, as its endpoint may have more.
+        self.webhooks = WebhookDispatcher(
+            db, settings, owner=self.name, clock=clock, on_done=self.wake
+        )
 
     @property
     def channels(self) -> Mapping[Channel, MessengerChannel]:
@@ -156,6 +163,7 @@ class Worker:
             if handled == 0 and not self._stopping.is_set():
                 await self._purge_if_due()
                 await self._idle()
+        await self.webhooks.aclose()
         await self.sender.aclose()
         for channel in (self._channels or {}).values():
             await channel.aclose()
@@ -167,9 +175,12 @@ class Worker:
         if loop_time < self._next_purge:
             return
         self._next_purge = loop_time + self.settings.purge_interval_seconds
-        cutoff = self.clock() - dt.timedelta(days=self.settings.longest_history_days)
+        now = self.clock()
+        cutoff = now - dt.timedelta(days=self.settings.longest_history_days)
         try:
-            deleted = await purge(self.db, older_than=cutoff)
+            deleted = await purge(
+                self.db, older_than=cutoff, keys_used_before=now - idempotency.KEY_LIFETIME
+            )
         except Exception:
             log.exception("worker %s: purge failed; it runs again later", self.name)
             return
@@ -182,10 +193,11 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim what is due and send it; returns how many jobs were handled."""
+        started = await self.webhooks.run_once()
         jobs, plans = await self._claim()
         if plans:
             await self._handle(plans)
-        return len(jobs)
+        return len(jobs) + started
 
     async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_PreparedJob]]:
         now = self.clock()
