@@ -17,20 +17,17 @@ import httpx
 from sqlalchemy.engine import Row
 
 from common.domain import Channel
+from common.time import utcnow
 from db import webhook_endpoints as db_endpoints
 from db import webhook_events as db_events
 from db.accounts import Viewer
+from domain.text import one_line, shown
 from domain.webhook_events import WebhookEventType, new_secret
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
-from domain.text import one_line, shown
 
 MAX_URL = 2000
 MAX_PAGE = 100
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def _manager(info: Info) -> Viewer:
@@ -83,7 +80,7 @@ async def create_endpoint(
             event_types=_types(events),
             channels=_channels(channels),
             secret=secret,
-            now=_now(),
+            now=utcnow(),
         )
     return EndpointWithSecret(row, secret)
 
@@ -109,7 +106,7 @@ async def update_endpoint(info: Info, endpoint_id: str, given: dict[str, Any]) -
         values["event_types"] = _types(given["events"])
     if "channels" in given:
         values["channels"] = _channels(given["channels"])
-    now = _now()
+    now = utcnow()
     async with info.context.db.write() as conn:
         row = await db_endpoints.get_endpoint(conn, viewer.account_id, parsed)
         if row is None:
@@ -145,7 +142,7 @@ async def rotate_secret(info: Info, endpoint_id: str) -> EndpointWithSecret:
     parsed = parse_id(endpoint_id, "webhook endpoint")
     secret = new_secret()
     async with info.context.db.write() as conn:
-        row = await db_endpoints.rotate_secret(conn, viewer.account_id, parsed, secret, _now())
+        row = await db_endpoints.rotate_secret(conn, viewer.account_id, parsed, secret, utcnow())
     if row is None:
         raise not_found("webhook endpoint")
     return EndpointWithSecret(row, secret)
@@ -201,7 +198,7 @@ async def replay(info: Info, endpoint_id: str, since: dt.datetime | None, after:
         raise bad_input("Give exactly one of 'since' and 'after'.", field="since")
     _, parsed = await _endpoint(info, endpoint_id)
     after_id = None if after is None else event_number(after, "after")
-    now = _now()
+    now = utcnow()
     async with info.context.db.write() as conn:
         count = await db_events.replay(conn, parsed, since=since, after=after_id, now=now)
         if count:
