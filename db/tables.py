@@ -356,6 +356,15 @@ sa.Index(
     deliveries.c.sent_at,
 )
 
+# The delivery log (db/delivery_log.py): an account's deliveries newest first, a page per
+# range scan (migration 0011).
+sa.Index(
+    "ix_deliveries_account_id_queued_at",
+    deliveries.c.account_id,
+    deliveries.c.queued_at,
+    deliveries.c.id,
+)
+
 
 # An account's provider credentials: write-only over the API, never logged.
 channel_credentials = sa.Table(

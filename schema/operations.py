@@ -11,6 +11,7 @@ from common import domain
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.live_updates import LiveUpdate, send_directly
+from schema.delivery_log import DeliveryLogQueries
 from schema.types import (
     Account,
     Bounce,
@@ -110,7 +111,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query(WebhookQueries):
+class Query(WebhookQueries, DeliveryLogQueries):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await feed.viewer(info))

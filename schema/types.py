@@ -150,6 +150,14 @@ async def _suppression(root: Delivery, info: Info) -> Suppression | None:
     return Suppression.from_row(row) if row is not None else None
 
 
+def _task_id(root: Delivery) -> strawberry.ID:
+    return strawberry.ID(str(root.row.task_id))
+
+
+def _comment_id(root: Delivery) -> strawberry.ID | None:
+    return id_of(root.row.comment_id)
+
+
 @strawberry.type
 class Delivery:
     row: strawberry.Private[Row[Any]]
@@ -157,6 +165,13 @@ class Delivery:
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(str(self.row.id))
+
+    task_id: strawberry.ID = strawberry.field(
+        resolver=_task_id, description="The task whose notification this is."
+    )
+    comment_id: strawberry.ID | None = strawberry.field(
+        resolver=_comment_id, description="The comment it notified of; null for the task's own."
+    )
 
     @strawberry.field
     async def recipient(self, info: Info) -> Person:
