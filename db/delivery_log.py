@@ -75,15 +75,40 @@ _LOG = sa.select(
 ).join(notifications, notifications.c.id == deliveries.c.notification_id)
 
 
+# What the export writes, in its order: rows read by position cost a fraction of rows
+# read by name, which counts at a million rows.
+EXPORTED = (
+    deliveries.c.id,
+    notifications.c.task_id,
+    notifications.c.comment_id,
+    deliveries.c.recipient_id,
+    deliveries.c.channel,
+    deliveries.c.address,
+    deliveries.c.state,
+    deliveries.c.attempts,
+    deliveries.c.queued_at,
+    deliveries.c.sent_at,
+    deliveries.c.failed_at,
+    deliveries.c.delivered_at,
+    deliveries.c.read_at,
+    deliveries.c.read_confidence,
+    deliveries.c.open_count,
+    deliveries.c.error_code,
+    deliveries.c.error_message,
+    deliveries.c.provider_message_id,
+)
+
+
 def _query(
     account_id: uuid.UUID,
     wanted: DeliveryFilter,
     cutoff: dt.datetime,
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
+    select: sa.Select[Any] = _LOG,
 ) -> sa.Select[Any]:
     since = max(cutoff, wanted.since) if wanted.since is not None else cutoff
-    query = _LOG.where(deliveries.c.account_id == account_id, deliveries.c.queued_at >= since)
+    query = select.where(deliveries.c.account_id == account_id, deliveries.c.queued_at >= since)
     if wanted.until is not None:
         query = query.where(deliveries.c.queued_at < wanted.until)
     if wanted.state is not None:
@@ -125,13 +150,18 @@ async def batches(
     cutoff: dt.datetime,
     size: int,
 ) -> AsyncIterator[Sequence[Row[Any]]]:
-    """Every delivery the filter matches, newest first, `size` at a time. Each batch is
-    its own short read (`read()` is `Database.read`), so an export of any length holds
-    one batch in memory and no transaction open while the client reads."""
+    """Every delivery the filter matches, newest first, `size` at a time, as rows of
+    EXPORTED. Each batch is its own short read (`read()` is `Database.read`), so an
+    export of any length holds one batch in memory and no transaction open while the
+    client reads."""
+    exported = sa.select(*EXPORTED).join(
+        notifications, notifications.c.id == deliveries.c.notification_id
+    )
     position: tuple[dt.datetime, uuid.UUID] | None = None
     while True:
         async with read() as conn:
-            rows = (await conn.execute(_query(account_id, wanted, cutoff, position, size))).all()
+            query = _query(account_id, wanted, cutoff, position, size, exported)
+            rows = (await conn.execute(query)).all()
         if rows:
             yield rows
         if len(rows) < size:
