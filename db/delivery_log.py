@@ -3,7 +3,8 @@ read a page at a time by keyset (the API) or in batches (the export).
 
 The order is (queued_at, id) descending, which `ix_deliveries_account_id_queued_at`
 (migration 0011) serves for an account as it stands: a page reads about as many index
-entries as it returns, whatever the account holds. `queued_at` is set once, when the
+entries as it returns, whatever the account holds. Filters by address or state, whose
+matches can be rare, have an index each that keeps the same order. `queued_at` is set once, when the
 notification is written, and equals the notification's time, so the plan's history
 window (`notified_at >= cutoff` elsewhere) is a range on the same index here.
 """
@@ -51,8 +52,8 @@ class LogPage:
     has_next: bool
 
 
-def encode_cursor(row: Row[Any]) -> str:
-    return base64.urlsafe_b64encode(f"{row.queued_at.isoformat()}|{row.id.hex}".encode()).decode()
+def encode_cursor(queued_at: dt.datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{queued_at.isoformat()}|{row_id.hex}".encode()).decode()
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:

@@ -91,7 +91,10 @@ async def _deliveries(
         read_confidence=given.read_confidence,
     )
     page = await delivery_log.deliveries(info, wanted, first, after)
-    edges = [Edge(node=Delivery(row=row), cursor=encode_cursor(row)) for row in page.rows]
+    edges = [
+        Edge(node=Delivery(row=row), cursor=encode_cursor(row.queued_at, row.id))
+        for row in page.rows
+    ]
     return Connection(
         edges=edges,
         page_info=PageInfo(

@@ -73,7 +73,7 @@ async def test_pages_walk_every_delivery_newest_first_without_gaps_or_repeats(
         pages += 1
         if not page.has_next:
             break
-        after = db_log.encode_cursor(page.rows[-1])
+        after = db_log.encode_cursor(page.rows[-1].queued_at, page.rows[-1].id)
 
     # then
     assert seen == newest_first

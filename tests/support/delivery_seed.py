@@ -37,13 +37,13 @@ INSERT INTO deliveries (id, account_id, notification_id, message_id, recipient_i
                         channel, address, state, attempts, queued_at, sent_at, failed_at,
                         read_at, read_confidence, error_code, error_message, open_count)
 SELECT gen_random_uuid(), $1, m.notification_id, m.id, $5, r,
-       (ARRAY['EMAIL', 'EMAIL', 'EMAIL', 'SMS', 'TELEGRAM'])[1 + (k % 5)],
-       'user' || (k % 997) || '@seed.test',
+       (ARRAY['EMAIL', 'EMAIL', 'EMAIL', 'SMS', 'TELEGRAM'])[1 + (k / 7 % 5)],
+       'user' || (k / 3 % 997) || '@seed.test',
        s.state, 1, m.created_at,
        CASE WHEN s.state <> 'QUEUED' THEN m.created_at + interval '1 second' END,
        CASE WHEN s.state = 'FAILED' THEN m.created_at + interval '1 second' END,
        CASE WHEN s.state = 'READ' THEN m.created_at + interval '1 hour' END,
-       CASE WHEN s.state = 'READ' THEN (ARRAY['HUMAN', 'PROXY', 'MACHINE'])[1 + (k % 3)] END,
+       CASE WHEN s.state = 'READ' THEN (ARRAY['HUMAN', 'PROXY', 'MACHINE'])[1 + (k / 11 % 3)] END,
        CASE WHEN s.state = 'FAILED' THEN 'SMTP_550' END,
        CASE WHEN s.state = 'FAILED' THEN '=550 mailbox unavailable' END,
        CASE WHEN s.state = 'READ' THEN 1 ELSE 0 END
