@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import re
 import statistics
 import time
 import uuid
@@ -30,9 +31,11 @@ from db import accounts as db_accounts
 from db import delivery_log as db_log
 from db.engine import Database
 from db.tables import deliveries
+from db.tasks import decode_cursor, encode_cursor
 from tests.support.delivery_seed import seed_deliveries
 
 TARGET_MS = 50.0
+_EXECUTION = re.compile(r"Execution Time: ([0-9.]+) ms")
 PAGE = 50
 
 
@@ -89,7 +92,7 @@ async def main() -> None:
                 ).one()
             print(f"{count:,} deliveries, seeded in {time.monotonic() - started:.0f} s", flush=True)
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
-            deep = db_log.encode_cursor(middle.queued_at, middle.id)
+            deep = encode_cursor(middle.queued_at, middle.id)
             cases: list[tuple[str, db_log.DeliveryFilter, str | None]] = [
                 ("first page", db_log.DeliveryFilter(), None),
                 (f"a page {args.deliveries // 2:,} rows deep", db_log.DeliveryFilter(), deep),
@@ -109,6 +112,7 @@ async def main() -> None:
                 ("taskId", db_log.DeliveryFilter(task_id=task_id), None),
             ]
             results = []
+            plans: dict[str, str] = {}
             for label, wanted, after in cases:
 
                 async def page(wanted: db_log.DeliveryFilter = wanted, after: Any = after) -> Any:
@@ -128,29 +132,26 @@ async def main() -> None:
 
                 p50, p99 = await timed(page, args.runs)
                 b50, b99 = await timed(by_ids, args.runs)
-                results.append((label, len(rows), p50, p99, b50, b99))
+                position = decode_cursor(after) if after is not None else None
+                query = db_log._query(owner.account_id, wanted, cutoff, position, PAGE + 1)
+                plans[label] = await explain(db, query)
+                in_db = _EXECUTION.search(plans[label])
+                results.append((label, p50, p99, b50, b99))
                 print(
-                    f"  {label}: {len(rows)} rows, page p50 {p50:.2f} ms p99 {p99:.2f} ms;"
+                    f"  {label}: {len(rows)} rows, page p50 {p50:.2f} ms p99 {p99:.2f} ms"
+                    f" ({in_db.group(1) if in_db else '?'} ms of it executing in PostgreSQL);"
                     f" the same rows by primary key p50 {b50:.2f} ms p99 {b99:.2f} ms",
                     flush=True,
                 )
-            print("EXPLAIN (ANALYZE, BUFFERS) of the first page:")
-            first = db_log._query(owner.account_id, db_log.DeliveryFilter(), cutoff, None, PAGE + 1)
-            print(await explain(db, first))
-            print("EXPLAIN (ANALYZE, BUFFERS) of state=FAILED:")
-            failed = db_log._query(
-                owner.account_id,
-                db_log.DeliveryFilter(state=DeliveryState.FAILED),
-                cutoff,
-                None,
-                PAGE + 1,
-            )
-            print(await explain(db, failed))
-            worst = max(p99 for _, _, _, p99, _, _ in results)
+            for label in (cases[0][0], cases[1][0], cases[2][0]):
+                print(f"EXPLAIN (ANALYZE, BUFFERS) of {label}:\n{plans[label]}")
+            worst = max(p99 for _, _, p99, _, _ in results)
+            worst_baseline = max(b99 for _, _, _, _, b99 in results)
             print(
-                f"delivery log: worst page p99 {worst:.2f} ms with {args.deliveries:,} deliveries"
-                f" in the account (target < {TARGET_MS:.0f} ms:"
-                f" {'met' if worst < TARGET_MS else 'MISSED'})"
+                f"delivery log: worst page p50 {max(p50 for _, p50, _, _, _ in results):.2f} ms,"
+                f" p99 {worst:.2f} ms (primary-key reads of the same rows: p99 up to"
+                f" {worst_baseline:.2f} ms) with {args.deliveries:,} deliveries in the account"
+                f" (target < {TARGET_MS:.0f} ms: {'met' if worst < TARGET_MS else 'MISSED'})"
             )
         finally:
             await db.dispose()

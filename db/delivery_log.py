@@ -4,15 +4,15 @@ read a page at a time by keyset (the API) or in batches (the export).
 The order is (queued_at, id) descending, which `ix_deliveries_account_id_queued_at`
 (migration 0011) serves for an account as it stands: a page reads about as many index
 entries as it returns, whatever the account holds. Filters by address or state, whose
-matches can be rare, have an index each that keeps the same order. `queued_at` is set once, when the
-notification is written, and equals the notification's time, so the plan's history
-window (`notified_at >= cutoff` elsewhere) is a range on the same index here.
+matches can be rare, have an index each that keeps the same order.
+
+`queued_at` is set once, when the notification is written, and equals the
+notification's time, so the plan's history window (`notified_at >= cutoff` elsewhere)
+is a range on the same index here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -27,9 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from common.domain import Channel, DeliveryState, ReadConfidence
 from db.tables import deliveries, notifications
 
-
-class InvalidCursor(ValueError):
-    pass
+# Pages and cursors as the task and comment lists have them: (time, id), as text.
+from db.tasks import Page, decode_cursor
 
 
 @dataclass(frozen=True)
@@ -44,27 +43,6 @@ class DeliveryFilter:
     address: str | None = None
     task_id: uuid.UUID | None = None
     read_confidence: ReadConfidence | None = None
-
-
-@dataclass(frozen=True)
-class LogPage:
-    rows: Sequence[Row[Any]]
-    has_next: bool
-
-
-def encode_cursor(queued_at: dt.datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{queued_at.isoformat()}|{row_id.hex}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        parsed = dt.datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise InvalidCursor("the cursor is not one this server gave out") from error
 
 
 # A delivery with its task and comment, as db/deliveries.py reads one.
@@ -135,12 +113,12 @@ async def page(
     cutoff: dt.datetime,
     first: int,
     after: str | None,
-) -> LogPage:
+) -> Page:
     """The `first` deliveries after the cursor, newest first; `cutoff` is the oldest
     notification time the plan shows."""
     position = decode_cursor(after) if after is not None else None
     rows = (await conn.execute(_query(account_id, wanted, cutoff, position, first + 1))).all()
-    return LogPage(rows=rows[:first], has_next=len(rows) > first)
+    return Page(rows=rows[:first], has_next=len(rows) > first)
 
 
 async def batches(

@@ -13,6 +13,7 @@ from common.domain import Channel, DeliveryState, Plan, ReadConfidence
 from db import accounts as db_accounts
 from db import delivery_log as db_log
 from db import stats as db_stats
+from db import tasks as db_tasks
 from db.accounts import Viewer
 from resolvers.context import Info, Services
 from resolvers.errors import bad_input, plan_required
@@ -68,7 +69,7 @@ def log_filter(
 
 async def deliveries(
     info: Info, wanted: db_log.DeliveryFilter, first: int | None, after: str | None
-) -> db_log.LogPage:
+) -> db_tasks.Page:
     """A page of the log; PLAN_REQUIRED without tracking, as every delivery read."""
     viewer = info.context.require_viewer()
     await info.context.require_tracking()
@@ -78,7 +79,7 @@ async def deliveries(
             return await db_log.page(
                 conn, viewer.account_id, wanted, cutoff=cutoff, first=page_size(first), after=after
             )
-    except db_log.InvalidCursor as error:
+    except db_tasks.InvalidCursor as error:
         raise bad_input(str(error), field="after") from None
 
 

@@ -8,11 +8,11 @@ import datetime as dt
 import strawberry
 
 from common import domain
-from db.delivery_log import encode_cursor
 from db.stats import Bucket
+from db.tasks import encode_cursor
 from resolvers import delivery_log
 from resolvers.context import Info
-from schema.types import Connection, Delivery, Edge, PageInfo
+from schema.types import Connection, Delivery, Edge, connection_of
 
 strawberry.enum(Bucket, name="RateBucket", description="Hours or days, in UTC.")
 
@@ -95,14 +95,7 @@ async def _deliveries(
         Edge(node=Delivery(row=row), cursor=encode_cursor(row.queued_at, row.id))
         for row in page.rows
     ]
-    return Connection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            end_cursor=edges[-1].cursor if edges else None,
-            start_cursor=edges[0].cursor if edges else None,
-        ),
-    )
+    return connection_of(edges, page.has_next)
 
 
 async def _delivery_stats(

@@ -542,6 +542,13 @@ def _connection(
     edges = [
         Edge(node=node_type(row=row), cursor=encode_cursor(row.created_at, row.id)) for row in rows
     ]
+    return connection_of(edges, has_next, has_previous)
+
+
+def connection_of(
+    edges: list[Edge[N]], has_next: bool, has_previous: bool = False
+) -> Connection[N]:
+    """A page of edges, with its PageInfo."""
     return Connection(
         edges=edges,
         page_info=PageInfo(

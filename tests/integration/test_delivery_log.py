@@ -14,6 +14,7 @@ from db import delivery_log as db_log
 from db import stats as db_stats
 from db.engine import Database
 from db.tables import deliveries
+from db.tasks import encode_cursor
 from tests.support.builders import T0, add_comment, add_people, create_account, create_task
 
 HOUR = dt.timedelta(hours=1)
@@ -73,7 +74,7 @@ async def test_pages_walk_every_delivery_newest_first_without_gaps_or_repeats(
         pages += 1
         if not page.has_next:
             break
-        after = db_log.encode_cursor(page.rows[-1].queued_at, page.rows[-1].id)
+        after = encode_cursor(page.rows[-1].queued_at, page.rows[-1].id)
 
     # then
     assert seen == newest_first
