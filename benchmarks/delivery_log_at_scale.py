@@ -8,7 +8,9 @@ account with `--others`), written in bulk by SQL (tests/support/delivery_seed.py
 ANALYZEd. Each case reads a page of 50 through db/delivery_log.py, as the `deliveries`
 query does, `--runs` times; the baseline reads the same 50 rows by their ids (the primary
 key, with the same join). Figures are p50 and p99 in ms, and EXPLAIN ANALYZE shows the
-plan of the first page and of a filtered one. Target: a page under 50 ms.
+plans of the first page, a deep one and a filtered one. Target: a page under 50 ms. It
+also times `deliveryStats`' query over the same account, which counts every delivery
+active in its range.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from benchmarks.support import fresh_postgres
 from common.domain import Channel, DeliveryState, Plan, ReadConfidence
 from db import accounts as db_accounts
 from db import delivery_log as db_log
+from db import stats as db_stats
 from db.engine import Database
 from db.tables import deliveries
 from db.tasks import decode_cursor, encode_cursor
@@ -145,6 +148,27 @@ async def main() -> None:
                 )
             for label in (cases[0][0], cases[1][0], cases[2][0]):
                 print(f"EXPLAIN (ANALYZE, BUFFERS) of {label}:\n{plans[label]}")
+            # The rates chart's query: it counts every delivery that did something in the
+            # range (here all of them), so it grows with the account's activity, not a page.
+            for bucket, span in ((db_stats.Bucket.DAY, dt.timedelta(days=7)),
+                                 (db_stats.Bucket.HOUR, dt.timedelta(hours=48))):  # fmt: skip
+
+                async def rates(bucket: db_stats.Bucket = bucket, span: Any = span) -> Any:
+                    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+                    async with db.read() as conn:
+                        return await db_stats.delivery_counts(
+                            conn,
+                            owner.account_id,
+                            since=now - span,
+                            until=now + dt.timedelta(hours=1),
+                            bucket=bucket,
+                            cutoff=cutoff,
+                        )
+
+                r50, _ = await timed(rates, 5)
+                print(
+                    f"  deliveryStats over {span} by {bucket.value}: p50 {r50:.0f} ms", flush=True
+                )
             worst = max(p99 for _, _, p99, _, _ in results)
             worst_baseline = max(b99 for _, _, _, _, b99 in results)
             print(

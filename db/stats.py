@@ -10,7 +10,9 @@ machine opens as reads and otherwise at `sent_at` (the delivery keeps no time of
 that did not count; machine opens come seconds after sending).
 
 Only deliveries inside the plan's history window are counted, as everywhere, which also
-bounds the scan: `ix_deliveries_account_id_queued_at` (0011) finds them.
+bounds the scan: `ix_deliveries_account_id_queued_at` (0011) finds them, in one pass.
+The query counts rows, so its time grows with the account's deliveries in the window
+(benchmarks/delivery_log_at_scale.py times it); a rollup table is the step beyond.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,39 +64,26 @@ def _epoch(column: Any, dialect: str) -> Any:
     return sa.cast(sa.func.floor(sa.extract("epoch", column)), sa.BigInteger)
 
 
-_PEOPLE = (ReadConfidence.HUMAN.value, ReadConfidence.PROXY.value)
+_PEOPLE = {ReadConfidence.HUMAN.value, ReadConfidence.PROXY.value, None}
 _MACHINE = ReadConfidence.MACHINE.value
+_FAILED = DeliveryState.FAILED.value
 
 
-def _outcomes() -> list[tuple[Outcome, Any, Any]]:
-    """(outcome, the column that times it, which deliveries have it)."""
-    c = deliveries.c
-    return [
-        (Outcome.SENT, c.sent_at, c.sent_at.is_not(None)),
-        (
-            Outcome.FAILED,
-            c.failed_at,
-            sa.and_(c.state == DeliveryState.FAILED.value, c.sent_at.is_(None)),
-        ),
-        (
-            Outcome.BOUNCED,
-            c.failed_at,
-            sa.and_(c.state == DeliveryState.FAILED.value, c.sent_at.is_not(None)),
-        ),
-        (
-            Outcome.READ_BY_PEOPLE,
-            c.read_at,
-            sa.and_(
-                c.read_at.is_not(None),
-                sa.or_(c.read_confidence.in_(_PEOPLE), c.read_confidence.is_(None)),
-            ),
-        ),
-        (
-            Outcome.READ_BY_MACHINES,
-            sa.func.coalesce(c.read_at, c.sent_at),
-            c.read_confidence == _MACHINE,
-        ),
-    ]
+def _outcomes(group: Any) -> list[tuple[Outcome, int | None]]:
+    """What one group of deliveries (a row of `delivery_counts`' query) counts for: each
+    outcome it had, with the bucket it had it in (None: outside the range)."""
+    found: list[tuple[Outcome, int | None]] = []
+    if group.sent:
+        found.append((Outcome.SENT, group.sent_bucket))
+    if group.state == _FAILED:
+        found.append((Outcome.BOUNCED if group.sent else Outcome.FAILED, group.failed_bucket))
+    if group.read and group.read_confidence in _PEOPLE:
+        found.append((Outcome.READ_BY_PEOPLE, group.read_bucket))
+    if group.read_confidence == _MACHINE:
+        found.append(
+            (Outcome.READ_BY_MACHINES, group.read_bucket if group.read else group.sent_bucket)
+        )
+    return found
 
 
 async def delivery_counts(
@@ -109,34 +99,47 @@ async def delivery_counts(
     is aligned to a bucket's start by the caller."""
     dialect = conn.dialect.name
     origin = int(since.timestamp())
-    parts = []
-    for outcome, at, which in _outcomes():
-        index = (_epoch(at, dialect) - origin) // bucket.seconds
-        parts.append(
-            sa.select(
-                sa.literal(outcome.value).label("outcome"),
-                deliveries.c.channel.label("channel"),
-                sa.cast(index, sa.Integer).label("bucket"),
-            ).where(
-                deliveries.c.account_id == account_id,
-                # Nothing happens to a delivery before it is queued.
-                deliveries.c.queued_at >= cutoff,
-                deliveries.c.queued_at < until,
-                which,
-                at >= since,
-                at < until,
-            )
+    c = deliveries.c
+
+    def bucket_of(column: Any) -> Any:
+        index = sa.cast((_epoch(column, dialect) - origin) // bucket.seconds, sa.Integer)
+        return sa.case(((column >= since) & (column < until), index))
+
+    # One pass: the deliveries active in the range, grouped by what tells their outcomes
+    # apart and the bucket of each of their times. The groups are few (a delivery's
+    # times are close together), and each counts for its outcomes below.
+    keys = [
+        c.channel,
+        c.state,
+        c.read_confidence,
+        c.sent_at.is_not(None).label("sent"),
+        c.read_at.is_not(None).label("read"),
+        bucket_of(c.sent_at).label("sent_bucket"),
+        bucket_of(c.failed_at).label("failed_bucket"),
+        bucket_of(c.read_at).label("read_bucket"),
+    ]
+    query = (
+        sa.select(*keys, sa.func.count().label("n"))
+        .where(
+            c.account_id == account_id,
+            # Nothing happens to a delivery before it is queued.
+            c.queued_at >= cutoff,
+            c.queued_at < until,
+            sa.or_(*((at >= since) & (at < until) for at in (c.sent_at, c.failed_at, c.read_at))),
         )
-    events = sa.union_all(*parts).subquery()
-    query = sa.select(
-        events.c.outcome, events.c.channel, events.c.bucket, sa.func.count().label("n")
-    ).group_by(events.c.outcome, events.c.channel, events.c.bucket)
+        .group_by(*keys)
+    )
+    totals: Counter[tuple[int, str, Outcome]] = Counter()
+    for group in (await conn.execute(query)).all():
+        for outcome, index in _outcomes(group):
+            if index is not None:
+                totals[(index, group.channel, outcome)] += int(group.n)
     return [
         Count(
-            start=since + dt.timedelta(seconds=row.bucket * bucket.seconds),
-            channel=row.channel,
-            outcome=Outcome(row.outcome),
-            deliveries=int(row.n),
+            start=since + dt.timedelta(seconds=index * bucket.seconds),
+            channel=channel,
+            outcome=outcome,
+            deliveries=n,
         )
-        for row in (await conn.execute(query)).all()
+        for (index, channel, outcome), n in sorted(totals.items())
     ]
