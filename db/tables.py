@@ -333,6 +333,31 @@ sa.Index(
     deliveries.c.sent_at,
 )
 
+# The delivery log (db/delivery_log.py): an account's deliveries newest first, a page per
+# range scan (migration 0011); and the same by address and by state, the filters whose
+# matches can be rare enough that filtering the first index would read the whole account
+# (an address's deliveries, the few QUEUED or FAILED). Other filters read the first one.
+sa.Index(
+    "ix_deliveries_account_id_queued_at",
+    deliveries.c.account_id,
+    deliveries.c.queued_at,
+    deliveries.c.id,
+)
+sa.Index(
+    "ix_deliveries_account_id_address_queued_at",
+    deliveries.c.account_id,
+    deliveries.c.address,
+    deliveries.c.queued_at,
+    deliveries.c.id,
+)
+sa.Index(
+    "ix_deliveries_account_id_state_queued_at",
+    deliveries.c.account_id,
+    deliveries.c.state,
+    deliveries.c.queued_at,
+    deliveries.c.id,
+)
+
 
 # An account's provider credentials: write-only over the API, never logged.
 channel_credentials = sa.Table(

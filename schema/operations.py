@@ -12,6 +12,7 @@ from domain.validation import PersonFields
 from live.updates import LiveUpdate, send_directly
 from resolvers import credentials, mutations, queries, scenarios, subscriptions
 from resolvers.context import Info
+from schema.delivery_log import DeliveryLogQueries
 from schema.types import (
     Account,
     Bounce,
@@ -126,7 +127,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query(WebhookQueries):
+class Query(WebhookQueries, DeliveryLogQueries):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await queries.viewer(info))

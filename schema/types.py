@@ -160,6 +160,14 @@ async def _suppression(root: Delivery, info: Info) -> Suppression | None:
     return Suppression.from_row(row) if row is not None else None
 
 
+def _task_id(root: Delivery) -> strawberry.ID:
+    return strawberry.ID(str(root.row.task_id))
+
+
+def _comment_id(root: Delivery) -> strawberry.ID | None:
+    return id_of(root.row.comment_id)
+
+
 @strawberry.type
 class Delivery:
     row: strawberry.Private[DeliveryRow]
@@ -167,6 +175,13 @@ class Delivery:
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(str(self.row.id))
+
+    task_id: strawberry.ID = strawberry.field(
+        resolver=_task_id, description="The task whose notification this is."
+    )
+    comment_id: strawberry.ID | None = strawberry.field(
+        resolver=_comment_id, description="The comment it notified of; null for the task's own."
+    )
 
     @strawberry.field
     async def recipient(self, info: Info) -> Person:
@@ -540,6 +555,13 @@ def _connection(
     edges = [
         Edge(node=node_type(row=row), cursor=encode_cursor(row.created_at, row.id)) for row in rows
     ]
+    return connection_of(edges, has_next, has_previous)
+
+
+def connection_of(
+    edges: list[Edge[N]], has_next: bool, has_previous: bool = False
+) -> Connection[N]:
+    """A page of edges, with its PageInfo."""
     return Connection(
         edges=edges,
         page_info=PageInfo(

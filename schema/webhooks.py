@@ -13,7 +13,7 @@ from common import domain
 from domain.webhook_events import WebhookEventType, event_id
 from resolvers import webhooks
 from resolvers.context import Info
-from schema.types import Connection, Edge, PageInfo, id_of
+from schema.types import Connection, Edge, connection_of, id_of
 
 strawberry.enum(WebhookEventType, description="Which status changes an endpoint receives.")
 
@@ -127,14 +127,7 @@ class WebhookQueries:
     ) -> Connection[WebhookAttempt]:
         page = await webhooks.attempts(info, endpoint_id, first, after, failed_only)
         edges = [Edge(node=WebhookAttempt.from_row(r), cursor=str(r.id)) for r in page.rows]
-        return Connection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                end_cursor=edges[-1].cursor if edges else None,
-                start_cursor=edges[0].cursor if edges else None,
-            ),
-        )
+        return connection_of(edges, page.has_next)
 
 
 @strawberry.type

@@ -26,6 +26,7 @@ from resolvers.context import Services
 from sending.worker import Worker
 from web.callbacks import email_bounce_route, sms_route, whatsapp_routes
 from web.dashboard import dashboard_routes
+from web.export import export_routes
 from web.graphql import BeaconGraphQL
 from web.health import health_routes
 from web.metrics import metrics_route
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
         *health_routes(db),
         metrics_route(db),
         *dashboard_routes(),
+        *export_routes(services),
     ]
     if mail_store is not None:
         routes.extend(mailbox_routes(mail_store))

@@ -170,3 +170,15 @@ subscription Live {
   }
 }
 ${DELIVERY_FIELDS}`;
+
+// The rates chart (js/rates.js): per channel and UTC day.
+export const DELIVERY_STATS = `
+query DeliveryStats($since: DateTime!, $until: DateTime!, $bucket: RateBucket!) {
+  deliveryStats(since: $since, until: $until, bucket: $bucket) {
+    since until bucket
+    channels {
+      channel
+      buckets { start sent failed readByPeople readByMachines bounced }
+    }
+  }
+}`;

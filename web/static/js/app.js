@@ -7,6 +7,7 @@ import { Feed } from "./feed.js";
 import { LANGUAGES, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
 import { refreshSlot } from "./icons.js";
 import { DetailsDialog } from "./popup.js";
+import { RatesChart } from "./rates.js";
 import * as store from "./store.js";
 import { TaskList } from "./tasks.js";
 import { LiveSocket, graphqlSocketUrl } from "./ws.js";
@@ -49,6 +50,7 @@ const feed = new Feed({
   failed,
   loaded: (task) => tasks.updateTask(task),
 });
+const rates = new RatesChart({ failed });
 
 function taskTitle(key) {
   const [kind, id] = key.split(":");
@@ -77,7 +79,10 @@ async function signIn(token, { remembered = false } = {}) {
   session.account = me.account;
   showDashboard();
   startLive();
-  await Promise.all([tasks.reload(), tasks.loadPeople()]).catch(failed);
+  // Rates are tracking data: not on FREE.
+  const tracked = me.account.plan !== "FREE";
+  rates.show(tracked);
+  await Promise.all([tasks.reload(), tasks.loadPeople(), tracked && rates.load()]).catch(failed);
   await route();
 }
 
@@ -89,6 +94,7 @@ function signOut(message = "") {
   store.clear();
   details.close();
   feed.close();
+  rates.show(false);
   byId("app-error").hidden = true;
   showSignIn(message);
 }
@@ -165,9 +171,11 @@ function applyUpdate(update) {
   }
   if (update.commentId) feed.commentUpdated(update.taskId, update.commentId);
   else if (!tasks.has(update.taskId)) tasks.scheduleReload();
+  rates.changed();
 }
 
 async function repair() {
+  rates.changed();
   await Promise.all([tasks.reload(), feed.reload()]).catch(failed);
 }
 
@@ -225,6 +233,7 @@ function redrawForLanguage() {
   tasks.render();
   tasks.renderPeople();
   feed.render();
+  rates.render();
   for (const slot of document.querySelectorAll(".status-slot")) refreshSlot(slot);
 }
 

@@ -1,0 +1,40 @@
+"""delivery log indexes: an account's deliveries by queued_at (and by address, state)
+
+Revision ID: 0011
+Revises: 0009
+Create Date: 2026-12-03 07:45:00.000000
+
+The delivery log and its export (db/delivery_log.py) read an account's deliveries newest
+first by (queued_at, id): with these indexes a page is one short range scan at any size.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+# name: columns. The first serves every page; the others the filters whose matches can
+# be rare (an address; the few QUEUED or FAILED), which would otherwise read the whole
+# account's range of the first.
+_INDEXES = {
+    "ix_deliveries_account_id_queued_at": ["account_id", "queued_at", "id"],
+    "ix_deliveries_account_id_address_queued_at": ["account_id", "address", "queued_at", "id"],
+    "ix_deliveries_account_id_state_queued_at": ["account_id", "state", "queued_at", "id"],
+}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        for name, columns in _INDEXES.items():
+            batch_op.create_index(name, columns, unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        for name in _INDEXES:
+            batch_op.drop_index(name)
