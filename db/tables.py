@@ -99,6 +99,11 @@ people = sa.Table(
     sa.Column("disabled_channels", sa.JSON(), nullable=False, server_default="[]"),
     sa.Column("tracking_consent", sa.String(16), nullable=False, server_default="UNKNOWN"),
     _created_at(),
+    # An employee's OWNER, ADMIN or MEMBER (domain/roles.py); null for a contact.
+    sa.Column("role", sa.String(16), nullable=True),
+    # Set when the person was erased: the row stays only as the placeholder recipient
+    # of their past deliveries (db/erasure.py).
+    sa.Column("erased_at", UtcDateTime(), nullable=True),
 )
 
 # One person per address and channel in an account, so that an address is never
@@ -131,6 +136,29 @@ api_tokens = sa.Table(
     # SHA-256 of the token: the token itself is shown once and never stored.
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
+    sa.Column("name", sa.String(200), nullable=False, server_default="first token"),
+    # Written at most once a minute (db/api_tokens.py), not on every request.
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+# A sign-in link sent by email: single use, expiring; only the secret's hash is kept.
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    _id(),
+    _account_fk(index=False),
+    sa.Column(
+        "person_id",
+        sa.Uuid(),
+        sa.ForeignKey("people.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
 )
 
 tasks = sa.Table(
@@ -141,6 +169,7 @@ tasks = sa.Table(
     sa.Column("title", sa.String(500), nullable=False),
     sa.Column("created_by", sa.Uuid(), sa.ForeignKey("people.id"), nullable=True),
     _created_at(),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
     sa.Index("ix_tasks_account_id_created_at", "account_id", "created_at", "id"),
 )
 

@@ -13,6 +13,7 @@ from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
+from resolvers.roles import require_manager
 from resolvers.text import one_line
 
 # Longest value a provider hands out for any of these, with room to spare.
@@ -21,7 +22,7 @@ MAX_CREDENTIAL = 1000
 
 async def set_channel_credentials(info: Info, given: dict[str, str | None]) -> Row[Any]:
     """Set the fields given; an empty string or null clears one. Never echoed back."""
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Setting channel credentials")
     values: dict[str, str | None] = {}
     for name, value in given.items():
         cleaned = one_line(value or "", name).strip() or None

@@ -40,9 +40,11 @@ from db import outbox
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.notify import enqueue_notification
+from domain.roles import NEWCOMER
 from resolvers.context import Info, parse_id
 from resolvers.errors import address_suppressed, bad_input, duplicate_address, not_found
 from resolvers.feed import require_within_history
+from resolvers.roles import may_edit_person, require_manager
 from resolvers.scenarios import fire_scenarios
 from resolvers.text import multi_line, one_line, shown
 
@@ -172,10 +174,13 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
 
 async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
+    role = None
+    if kind is PersonKind.EMPLOYEE:
+        viewer, role = require_manager(info, "Adding an employee"), NEWCOMER.value
     try:
         async with info.context.db.write() as conn:
             return await db_accounts.add_person(
-                conn, account_id=viewer.account_id, kind=kind, **fields.values
+                conn, account_id=viewer.account_id, kind=kind, role=role, **fields.values
             )
     except db_accounts.AddressTaken as taken:
         raise _duplicate(taken) from None
@@ -184,6 +189,7 @@ async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[
 async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
+    await may_edit_person(info, parsed)
     try:
         async with info.context.db.write() as conn:
             row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
@@ -351,7 +357,7 @@ _ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_cons
 
 async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
     """Change the settings given; a flag left out stays as it is."""
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Changing account settings")
     values: dict[str, Any] = {}
     for name in _ACCOUNT_FLAGS:
         if name not in given:
@@ -417,7 +423,7 @@ def _keep_password(given: SmtpServer, stored_url: str | None) -> str:
 
 
 async def lift_suppression(info: Info, channel: Channel, address: str) -> bool:
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Lifting a suppression")
     async with info.context.db.write() as conn:
         return await db_suppressions.lift(
             conn, viewer.account_id, channel.value, one_line(address, "address")

@@ -11,6 +11,8 @@ from common import domain
 from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.live_updates import LiveUpdate, send_directly
+from resolvers.roles import require_manager
+from schema.team import TeamMutation, TeamQuery
 from schema.types import (
     Account,
     Bounce,
@@ -109,7 +111,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query:
+class Query(TeamQuery):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await feed.viewer(info))
@@ -153,7 +155,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(TeamMutation):
     @strawberry.mutation
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)
@@ -199,6 +201,7 @@ class Mutation:
 
     @strawberry.mutation
     async def create_scenario(self, info: Info, input: CreateScenarioInput) -> Scenario:
+        require_manager(info, "Creating a scenario")
         row = await scenarios.create_scenario(
             info,
             name=input.name,
@@ -212,6 +215,7 @@ class Mutation:
 
     @strawberry.mutation
     async def delete_scenario(self, info: Info, id: strawberry.ID) -> bool:
+        require_manager(info, "Deleting a scenario")
         return await scenarios.delete_scenario(info, id)
 
     @strawberry.mutation

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Row
 from channels.email import masked_relay
 from common import domain
 from db.tasks import encode_cursor
+from domain.roles import Role
 from resolvers import feed
 from resolvers.context import Info
 from resolvers.live_updates import SharedResults
@@ -29,6 +30,7 @@ for _enum in (
     domain.TrackingConsent,
     domain.ScenarioTrigger,
     domain.ScenarioAction,
+    Role,
 ):
     strawberry.enum(_enum)
 
@@ -109,6 +111,9 @@ class Person:
     webhook_url: str | None
     disabled_channels: list[domain.Channel]
     tracking_consent: domain.TrackingConsent
+    role: Role | None = strawberry.field(
+        default=None, description="An employee's role in the account; null for a contact."
+    )
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Person:
@@ -122,6 +127,7 @@ class Person:
             webhook_url=row.webhook_url,
             disabled_channels=[domain.Channel(name) for name in row.disabled_channels or ()],
             tracking_consent=domain.TrackingConsent(row.tracking_consent),
+            role=Role(row.role) if row.role else None,
         )
 
 

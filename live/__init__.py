@@ -1,0 +1,1 @@
+"""Realtime: the live feed, updates, positions, shared results, websocket transport."""

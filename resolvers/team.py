@@ -1,0 +1,124 @@
+"""The team: API tokens per person, and people's roles (rules in domain/roles.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from common.domain import PersonKind
+from db import api_tokens as db_api_tokens
+from db import people as db_people
+from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
+from live.token_sockets import publish_revoked
+from resolvers.context import Info, parse_id
+from resolvers.errors import bad_input, forbidden, not_found
+from resolvers.roles import require_manager, viewer_role
+from resolvers.text import one_line
+
+MAX_TOKEN_NAME = 200
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _token_name(value: str) -> str:
+    name = one_line(value, "name").strip()
+    if not name or len(name) > MAX_TOKEN_NAME:
+        raise bad_input(f"'name' must be 1 to {MAX_TOKEN_NAME} characters.", field="name")
+    return name
+
+
+def _tokens_allowed(info: Info, person_id: uuid.UUID, action: str) -> None:
+    viewer = info.context.require_viewer()
+    own = person_id == viewer.person_id
+    if not may_manage_tokens_of(viewer_role(viewer), own=own):
+        raise forbidden(
+            f"{needed_role(action + ' of another person')} "
+            f"You are {viewer.role or 'not an employee'}; you manage your own tokens."
+        )
+
+
+async def employee(info: Info, person_id: str) -> Row[Any]:
+    """A person of the viewer's account who can sign in."""
+    parsed = parse_id(person_id, "person")
+    person = await info.context.loaders.person.load(parsed)
+    if person is None or person.erased_at is not None:
+        raise not_found("person")
+    if person.kind != PersonKind.EMPLOYEE.value:
+        raise bad_input("Only an EMPLOYEE signs in; this person is a CONTACT.", field="personId")
+    return person
+
+
+async def token_holder(info: Info, person_id: str) -> Row[Any]:
+    person = await info.context.loaders.person.load(parse_id(person_id, "person"))
+    assert person is not None, "a token goes with its person"
+    return person
+
+
+async def create_api_token(info: Info, person_id: str, name: str) -> tuple[Row[Any], str]:
+    viewer = info.context.require_viewer()
+    name = _token_name(name)
+    person = await employee(info, person_id)
+    _tokens_allowed(info, person.id, "Creating a token")
+    async with info.context.db.write() as conn:
+        return await db_api_tokens.create_token(
+            conn, account_id=viewer.account_id, person_id=person.id, name=name, now=utcnow()
+        )
+
+
+async def api_tokens(info: Info, person_id: str | None) -> Sequence[Row[Any]]:
+    """A manager sees every token of the account (or one person's); anyone else their own."""
+    viewer = info.context.require_viewer()
+    wanted = parse_id(person_id, "person") if person_id is not None else None
+    if wanted is None and viewer_role(viewer) not in (Role.OWNER, Role.ADMIN):
+        wanted = viewer.person_id
+    if wanted is not None:
+        _tokens_allowed(info, wanted, "Listing the tokens")
+    async with info.context.db.read() as conn:
+        return await db_api_tokens.list_tokens(conn, viewer.account_id, wanted)
+
+
+async def revoke_api_token(info: Info, token_id: str) -> Row[Any]:
+    viewer = info.context.require_viewer()
+    parsed = parse_id(token_id, "token")
+    async with info.context.db.write() as conn:
+        token = await db_api_tokens.get_token(conn, viewer.account_id, parsed)
+        if token is None:
+            raise not_found("API token")
+        _tokens_allowed(info, token.person_id, "Revoking a token")
+        revoked = await db_api_tokens.revoke(conn, viewer.account_id, parsed, utcnow())
+    assert revoked is not None
+    await publish_revoked(info.context.services.broadcast, parsed)
+    return revoked
+
+
+async def set_role(info: Info, person_id: str, role: Role) -> Row[Any]:
+    viewer = require_manager(info, "Changing a person's role")
+    person = await employee(info, person_id)
+    current = Role(person.role) if person.role else Role.MEMBER
+    if not may_change_role(viewer_role(viewer), current, role):
+        raise forbidden(
+            f"{needed_role('Giving or taking the OWNER role', owner_only=True)} "
+            f"You are {viewer.role}."
+        )
+    async with info.context.db.write() as conn:
+        if current is Role.OWNER and role is not Role.OWNER:
+            await _keep_an_owner(conn, viewer.account_id, person.id)
+        row = await db_people.set_role(conn, viewer.account_id, person.id, role.value)
+    info.context.reset_loaders()
+    return row
+
+
+async def _keep_an_owner(conn: Any, account_id: uuid.UUID, leaving: uuid.UUID) -> None:
+    """Refuse to leave the account without an OWNER (the owners' rows are locked, so two
+    owners demoting each other at once cannot both succeed)."""
+    others = [owner for owner in await db_people.lock_owners(conn, account_id) if owner != leaving]
+    if not others:
+        raise forbidden(
+            "An account always keeps at least one OWNER: make another person OWNER first."
+        )

@@ -1,0 +1,78 @@
+"""The team's types and root fields (issue 14): tokens, roles, people's changes,
+the viewer's notifications, invitations. Mixed into the root types of
+schema/operations.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import strawberry
+from sqlalchemy.engine import Row
+
+from domain.roles import Role
+from resolvers import team
+from resolvers.context import Info
+from schema.types import Person
+
+
+@strawberry.type(description="An API token: never its secret, which is shown once.")
+class ApiToken:
+    id: strawberry.ID
+    name: str
+    person_id: strawberry.ID
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None = strawberry.field(
+        description="Updated at most once a minute."
+    )
+    revoked_at: dt.datetime | None
+
+    @strawberry.field
+    async def person(self, info: Info) -> Person:
+        return Person.from_row(await team.token_holder(info, self.person_id))
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ApiToken:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            person_id=strawberry.ID(str(row.person_id)),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+@strawberry.type
+class NewApiToken:
+    token: ApiToken
+    secret: str = strawberry.field(
+        description="Send it as 'Authorization: Bearer <secret>'. Shown only this once."
+    )
+
+
+@strawberry.type
+class TeamQuery:
+    @strawberry.field
+    async def api_tokens(
+        self, info: Info, person_id: strawberry.ID | None = None
+    ) -> list[ApiToken]:
+        return [ApiToken.from_row(row) for row in await team.api_tokens(info, person_id)]
+
+
+@strawberry.type
+class TeamMutation:
+    @strawberry.mutation
+    async def create_api_token(
+        self, info: Info, person_id: strawberry.ID, name: str
+    ) -> NewApiToken:
+        row, secret = await team.create_api_token(info, person_id, name)
+        return NewApiToken(token=ApiToken.from_row(row), secret=secret)
+
+    @strawberry.mutation
+    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
+        return ApiToken.from_row(await team.revoke_api_token(info, id))
+
+    @strawberry.mutation
+    async def set_role(self, info: Info, person_id: strawberry.ID, role: Role) -> Person:
+        return Person.from_row(await team.set_role(info, person_id, Role(role)))
