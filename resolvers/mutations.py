@@ -258,6 +258,7 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
             comment=None,
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
+            author_id=viewer.person_id,
         )
     await _after_write(info, changes)
     return task_id
@@ -306,6 +307,7 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
             comment=body,
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
+            author_id=viewer.person_id,
         )
     await _after_write(info, changes)
     return comment_id

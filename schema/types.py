@@ -381,6 +381,19 @@ class Task:
         return [Person.from_row(row) for row in await feed.subscribers(info, self.row.id)]
 
     @strawberry.field
+    async def created_by(self, info: Info) -> Person | None:
+        """Who created the task: the person signed in then."""
+        if self.row.created_by is None:
+            return None
+        row = await info.context.loaders.person.load(self.row.created_by)
+        return Person.from_row(row) if row is not None else None
+
+    @strawberry.field
+    def closed_at(self) -> dt.datetime | None:
+        """When the task was closed (updateTask); null while it is open."""
+        return self.row.closed_at  # type: ignore[no-any-return]
+
+    @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
         """The icon of the task's own notification (its creation)."""
         return DeliveryStatus.from_rows(await feed.task_deliveries(info, self.row.id))
