@@ -227,7 +227,7 @@ async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[
     return (
         await conn.execute(
             people.select()
-            .where(people.c.account_id == account_id)
+            .where(people.c.account_id == account_id, people.c.erased_at.is_(None))
             .order_by(people.c.created_at, people.c.id)
         )
     ).all()

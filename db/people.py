@@ -39,3 +39,10 @@ async def lock_owners(conn: AsyncConnection, account_id: uuid.UUID) -> list[uuid
         .with_for_update()
     )
     return list((await conn.execute(query)).scalars())
+
+
+async def get_person(
+    conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID
+) -> Row[Any] | None:
+    query = people.select().where(people.c.id == person_id, people.c.account_id == account_id)
+    return (await conn.execute(query)).first()

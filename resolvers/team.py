@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from common.domain import PersonKind
 from db import api_tokens as db_api_tokens
 from db import people as db_people
+from db.erasure import erase_person
 from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
 from live.token_sockets import publish_revoked
 from resolvers.context import Info, parse_id
@@ -122,3 +123,21 @@ async def _keep_an_owner(conn: Any, account_id: uuid.UUID, leaving: uuid.UUID) -
         raise forbidden(
             "An account always keeps at least one OWNER: make another person OWNER first."
         )
+
+
+async def delete_person(info: Info, person_id: str) -> bool:
+    """Erase a person of the account (db/erasure.py); their websockets close."""
+    viewer = require_manager(info, "Deleting a person")
+    parsed = parse_id(person_id, "person")
+    async with info.context.db.write() as conn:
+        person = await db_people.get_person(conn, viewer.account_id, parsed)
+        if person is None or person.erased_at is not None:
+            raise not_found("person")
+        if person.role == Role.OWNER.value:
+            await _keep_an_owner(conn, viewer.account_id, parsed)
+        token_ids = await erase_person(conn, viewer.account_id, parsed, utcnow())
+    assert token_ids is not None
+    for token_id in token_ids:
+        await publish_revoked(info.context.services.broadcast, token_id)
+    info.context.reset_loaders()
+    return True

@@ -11,9 +11,10 @@ import strawberry
 from sqlalchemy.engine import Row
 
 from domain.roles import Role
-from resolvers import team
+from resolvers import feed, task_changes, team
 from resolvers.context import Info
-from schema.types import Person
+from resolvers.errors import bad_input
+from schema.types import Person, Task
 
 
 @strawberry.type(description="An API token: never its secret, which is shown once.")
@@ -51,6 +52,16 @@ class NewApiToken:
     )
 
 
+@strawberry.input(description="Only the fields given change.")
+class UpdateTaskInput:
+    title: str | None = strawberry.UNSET
+    closed: bool | None = strawberry.UNSET
+
+
+def _given(value: object) -> Any:
+    return None if value is strawberry.UNSET else value
+
+
 @strawberry.type
 class TeamQuery:
     @strawberry.field
@@ -76,3 +87,33 @@ class TeamMutation:
     @strawberry.mutation
     async def set_role(self, info: Info, person_id: strawberry.ID, role: Role) -> Person:
         return Person.from_row(await team.set_role(info, person_id, Role(role)))
+
+    @strawberry.mutation
+    async def delete_person(self, info: Info, id: strawberry.ID) -> bool:
+        """Erase a person: their addresses are replaced in their deliveries by a
+        placeholder, and nothing else of theirs remains (OWNER or ADMIN)."""
+        return await team.delete_person(info, id)
+
+    @strawberry.mutation
+    async def update_task(self, info: Info, id: strawberry.ID, input: UpdateTaskInput) -> Task:
+        for name, value in (("title", input.title), ("closed", input.closed)):
+            if value is None:
+                raise bad_input(f"'{name}' cannot be null: leave it out to keep it.", field=name)
+        task_id = await task_changes.update_task(
+            info, id, title=_given(input.title), closed=_given(input.closed)
+        )
+        return Task(row=await feed.fresh_task(info, task_id))
+
+    @strawberry.mutation
+    async def add_subscribers(
+        self, info: Info, task_id: strawberry.ID, person_ids: list[strawberry.ID]
+    ) -> Task:
+        changed = await task_changes.change_subscribers(info, task_id, person_ids, add=True)
+        return Task(row=await feed.fresh_task(info, changed))
+
+    @strawberry.mutation
+    async def remove_subscribers(
+        self, info: Info, task_id: strawberry.ID, person_ids: list[strawberry.ID]
+    ) -> Task:
+        changed = await task_changes.change_subscribers(info, task_id, person_ids, add=False)
+        return Task(row=await feed.fresh_task(info, changed))
