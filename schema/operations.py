@@ -12,7 +12,7 @@ from resolvers import channels, feed, mutations, scenarios, subscriptions
 from resolvers.context import Info
 from resolvers.live_updates import LiveUpdate, send_directly
 from resolvers.roles import require_manager
-from schema.team import TeamMutation, TeamQuery
+from schema.team import TeamMutation, TeamQuery, TeamSubscription
 from schema.types import (
     Account,
     Bounce,
@@ -224,7 +224,7 @@ class Mutation(TeamMutation):
 
 
 @strawberry.type
-class Subscription:
+class Subscription(TeamSubscription):
     @strawberry.subscription
     async def delivery_updated(
         self,

@@ -5,13 +5,14 @@ schema/operations.py."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
 from sqlalchemy.engine import Row
 
 from domain.roles import Role
-from resolvers import feed, task_changes, team
+from resolvers import feed, notifications, task_changes, team
 from resolvers.context import Info
 from resolvers.errors import bad_input
 from schema.types import Person, Task
@@ -89,6 +90,11 @@ class TeamMutation:
         return Person.from_row(await team.set_role(info, person_id, Role(role)))
 
     @strawberry.mutation
+    async def mark_all_read(self, info: Info) -> int:
+        """Mark every unread in-app notification of yours read; how many were."""
+        return await notifications.mark_all_read(info)
+
+    @strawberry.mutation
     async def delete_person(self, info: Info, id: strawberry.ID) -> bool:
         """Erase a person: their addresses are replaced in their deliveries by a
         placeholder, and nothing else of theirs remains (OWNER or ADMIN)."""
@@ -117,3 +123,12 @@ class TeamMutation:
     ) -> Task:
         changed = await task_changes.change_subscribers(info, task_id, person_ids, add=False)
         return Task(row=await feed.fresh_task(info, changed))
+
+
+@strawberry.type
+class TeamSubscription:
+    @strawberry.subscription
+    async def unread_count(self, info: Info) -> AsyncGenerator[int, None]:
+        """Your unread in-app notifications: the count now, then each change."""
+        async for count in notifications.unread_counts(info):
+            yield count

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import strawberry
 from sqlalchemy.engine import Row
@@ -16,7 +16,7 @@ from channels.email import masked_relay
 from common import domain
 from db.tasks import encode_cursor
 from domain.roles import Role
-from resolvers import feed
+from resolvers import feed, notifications
 from resolvers.context import Info
 from resolvers.live_updates import SharedResults
 
@@ -33,6 +33,9 @@ for _enum in (
     Role,
 ):
     strawberry.enum(_enum)
+
+if TYPE_CHECKING:
+    from schema.notifications import NotificationConnection
 
 N = TypeVar("N")
 
@@ -129,6 +132,24 @@ class Person:
             tracking_consent=domain.TrackingConsent(row.tracking_consent),
             role=Role(row.role) if row.role else None,
         )
+
+    @strawberry.field
+    async def notifications(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        unread_only: bool = False,
+    ) -> Annotated[NotificationConnection, strawberry.lazy("schema.notifications")]:
+        """Your in-app notifications, newest first (only on `viewer`)."""
+        from schema.notifications import person_notifications
+
+        return await person_notifications(info, self.id, first, after, unread_only)
+
+    @strawberry.field
+    async def unread_count(self, info: Info) -> int:
+        """How many of your in-app notifications are unread (only on `viewer`)."""
+        return await notifications.unread_count(info, self.id)
 
 
 @strawberry.type
