@@ -76,9 +76,26 @@ const COUNTS = "state total queued sent failed read heldBack heldUntil";
 
 export const ME = `
 query Me {
-  viewer { id name }
+  viewer { id name role }
   account { id name plan }
 }`;
+
+export const UNREAD_COUNT = `subscription Unread { unreadCount }`;
+
+export const MY_NOTIFICATIONS = `
+query MyNotifications($first: Int) {
+  viewer {
+    unreadCount
+    notifications(first: $first) {
+      edges { node { id state createdAt taskId taskTitle text } }
+    }
+  }
+}`;
+
+export const MARK_READ = `
+mutation MarkRead($id: ID!) { markRead(deliveryId: $id) { id state } }`;
+
+export const MARK_ALL_READ = `mutation MarkAllRead { markAllRead }`;
 
 export const PEOPLE = `
 query People { viewer { id } people { id name kind email } }`;

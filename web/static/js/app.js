@@ -1,7 +1,16 @@
 // The dashboard's entry point: sign-in, the header, the views, and the one live
 // subscription that keeps every icon (and an open popup) current.
 
-import { DELIVERY_UPDATED, LIFT_SUPPRESSION, ME, RESEND, TASK_OVERALL, graphql, tokenStore } from "./api.js";
+import {
+  DELIVERY_UPDATED,
+  LIFT_SUPPRESSION,
+  ME,
+  RESEND,
+  TASK_OVERALL,
+  graphql,
+  tokenStore,
+} from "./api.js";
+import { Bell } from "./bell.js";
 import { byId, h } from "./dom.js";
 import { Feed } from "./feed.js";
 import { LANGUAGES, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
@@ -11,7 +20,7 @@ import * as store from "./store.js";
 import { TaskList } from "./tasks.js";
 import { LiveSocket, graphqlSocketUrl } from "./ws.js";
 
-const session = { account: null, live: null, liveStatus: "connecting" };
+const session = { account: null, viewer: null, live: null, liveStatus: "connecting" };
 
 // The width below which css/app.css stacks the sidebar above the feed.
 const ONE_COLUMN = window.matchMedia("(max-width: 800px)");
@@ -49,6 +58,7 @@ const feed = new Feed({
   failed,
   loaded: (task) => tasks.updateTask(task),
 });
+const bell = new Bell({ open: (id) => navigate(id), failed });
 
 function taskTitle(key) {
   const [kind, id] = key.split(":");
@@ -75,6 +85,9 @@ async function signIn(token, { remembered = false } = {}) {
   }
   tokenStore.set(token);
   session.account = me.account;
+  session.viewer = me.viewer;
+  // css/app.css hides what this role may not use (the server refuses it anyway).
+  document.body.dataset.role = me.viewer.role ?? "";
   showDashboard();
   startLive();
   await Promise.all([tasks.reload(), tasks.loadPeople()]).catch(failed);
@@ -85,6 +98,9 @@ function signOut(message = "") {
   session.live?.stop();
   session.live = null;
   session.account = null;
+  session.viewer = null;
+  delete document.body.dataset.role;
+  bell.reset();
   tokenStore.clear();
   store.clear();
   details.close();
@@ -96,7 +112,7 @@ function signOut(message = "") {
 function showSignIn(message = "") {
   byId("sign-in").hidden = false;
   byId("dashboard").hidden = true;
-  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = true;
+  for (const id of HEADER_ITEMS) byId(id).hidden = true;
   const error = byId("sign-in-error");
   error.textContent = message;
   const input = byId("token");
@@ -104,12 +120,15 @@ function showSignIn(message = "") {
   input.focus();
 }
 
+// What the header shows only to someone signed in.
+const HEADER_ITEMS = ["account", "viewer", "live", "bell", "sign-out"];
+
 function showDashboard() {
   byId("sign-in").hidden = true;
   byId("dashboard").hidden = false;
   byId("sign-in-error").textContent = "";
   byId("token").value = "";
-  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = false;
+  for (const id of HEADER_ITEMS) byId(id).hidden = false;
   drawHeader();
 }
 
@@ -120,6 +139,9 @@ function drawHeader() {
   byId("account").textContent = accountLine;
   byId("account").title = accountLine; // a long name is cut short on a phone
   byId("free-plan").hidden = account.plan !== "FREE";
+  const viewer = session.viewer;
+  if (viewer) byId("viewer").textContent = t("header.viewer", { name: viewer.name, role: viewer.role ?? "" });
+  bell.render();
   drawLive();
 }
 
@@ -152,6 +174,7 @@ function startLive() {
     },
     error: (errors) => showError(new Error(errors.map((e) => e.message).join("; "))),
   });
+  bell.follow(live);
   session.live = live;
   live.start();
 }

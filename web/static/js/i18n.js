@@ -12,6 +12,11 @@ const MESSAGES = {
     "header.mailboxTitle": "The built-in mail catcher: open an email there to load its tracking pixel",
     "header.signOut": "Sign out",
     "header.account": "{name} · {plan}",
+    "header.viewer": "{name} · {role}",
+    "bell.title": "Notifications",
+    "bell.markAll": "Mark all read",
+    "bell.empty": "No notifications yet.",
+    "bell.label": "Notifications, {count} unread",
     "header.freePlan":
       "Delivery tracking is part of the PAID and PREMIUM plans: on this account, icons are not shown.",
     "live.connecting": "Connecting…",
@@ -181,6 +186,11 @@ const MESSAGES = {
       "Встроенный перехватчик почты: откройте там письмо, чтобы загрузился пиксель отслеживания",
     "header.signOut": "Выйти",
     "header.account": "{name} · {plan}",
+    "header.viewer": "{name} · {role}",
+    "bell.title": "Уведомления",
+    "bell.markAll": "Прочитать все",
+    "bell.empty": "Уведомлений пока нет.",
+    "bell.label": "Уведомления, непрочитанных: {count}",
     "header.freePlan":
       "Отслеживание доставки есть в тарифах PAID и PREMIUM: в этом аккаунте значки не показываются.",
     "live.connecting": "Подключение…",
