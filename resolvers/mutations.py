@@ -213,7 +213,11 @@ async def configured_channels(conn: AsyncConnection, account_id: uuid.UUID) -> f
 async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
     parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
     found = await info.context.loaders.person.load_many(parsed)
-    missing = [str(pid) for pid, row in zip(parsed, found, strict=True) if row is None]
+    missing = [
+        str(pid)
+        for pid, row in zip(parsed, found, strict=True)
+        if row is None or row.erased_at is not None  # an erased person is nobody now
+    ]
     if missing:
         raise bad_input(
             f"No person with id {', '.join(missing)} in your account.", field="subscriberIds"

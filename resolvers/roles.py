@@ -8,7 +8,7 @@ from common.domain import PersonKind
 from db.accounts import Viewer
 from domain.roles import Role, manages_account, needed_role
 from resolvers.context import Info
-from resolvers.errors import forbidden
+from resolvers.errors import forbidden, not_found
 
 
 def viewer_role(viewer: Viewer) -> Role | None:
@@ -28,6 +28,8 @@ async def may_edit_person(info: Info, person_id: uuid.UUID) -> None:
     """Anyone edits contacts and themselves; other employees are the managers' to edit."""
     viewer = info.context.require_viewer()
     person = await info.context.loaders.person.load(person_id)
+    if person is not None and person.erased_at is not None:
+        raise not_found("person")
     if (
         person is not None
         and person.kind == PersonKind.EMPLOYEE.value
