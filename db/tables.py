@@ -142,25 +142,6 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
 )
 
-# A sign-in link sent by email: single use, expiring; only the secret's hash is kept.
-invitations = sa.Table(
-    "invitations",
-    metadata,
-    _id(),
-    _account_fk(index=False),
-    sa.Column(
-        "person_id",
-        sa.Uuid(),
-        sa.ForeignKey("people.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
-    _created_at(),
-    sa.Column("expires_at", UtcDateTime(), nullable=False),
-    sa.Column("used_at", UtcDateTime(), nullable=True),
-)
-
 tasks = sa.Table(
     "tasks",
     metadata,

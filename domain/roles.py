@@ -1,7 +1,7 @@
 """Who may do what in an account (ADR 0020).
 
 An employee is OWNER, ADMIN or MEMBER. OWNER and ADMIN manage the account: its
-settings, channel credentials, scenarios, suppressions, people, invitations and other
+settings, channel credentials, scenarios, suppressions, people and other
 people's tokens. A MEMBER reads everything, writes tasks and comments, and manages
 their own notifications, addresses and tokens. Only an OWNER makes or unmakes an
 OWNER, and an account always keeps at least one.

@@ -1,5 +1,5 @@
 """The team's types and root fields (issue 14): tokens, roles, people's changes,
-the viewer's notifications, invitations. Mixed into the root types of
+the viewer's notifications. Mixed into the root types of
 schema/operations.py."""
 
 from __future__ import annotations
