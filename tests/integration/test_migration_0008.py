@@ -102,7 +102,7 @@ async def test_the_first_employee_of_each_account_becomes_owner(fresh_url: str) 
 
         # then each account has its first employee as OWNER, the others MEMBER
         async with db.read() as conn:
-            roles = dict(
+            roles: dict[str, str | None] = dict(
                 (await conn.execute(sa.text("SELECT name, role FROM people ORDER BY name"))).all()
             )
             found = await viewer_for_token(conn, "bcn_old")
