@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from pathlib import Path
 
 import pytest
 import websockets
@@ -17,7 +19,9 @@ from tests.e2e.team_support import (
     WHO_AM_I,
     add_teammate,
 )
-from tests.support.graphql_client import GraphQLError
+from tests.support.graphql_client import GraphQLClient, GraphQLError
+from tests.support.redis_service import REDIS_URL, require_redis
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +162,41 @@ async def test_the_cli_mints_a_token_for_an_employee(beacon: Beacon) -> None:
     )
     assert refused.returncode == 1
     assert refused.stdout == ""
+
+
+# Two API nodes share the database and a Redis broadcast; each test run its own channels.
+TWO_NODES = {"BROADCAST_URL": REDIS_URL, "BROADCAST_PREFIX": f"team{uuid.uuid4().hex[:8]}."}
+
+
+@pytest.mark.parametrize("server_env", [TWO_NODES])
+async def test_revoking_on_one_node_closes_the_tokens_websocket_on_another(
+    beacon: Beacon, database_url: str, tmp_path: Path
+) -> None:
+    await require_redis()
+    # given a second API node, and a teammate subscribed on it
+    mia = await add_teammate(beacon, "Mia")
+    other = ServerProcess(
+        tmp_path / "node-b",
+        {
+            "DATABASE_URL": database_url,
+            "SMTP_URL": beacon.sink.url,
+            "EMBEDDED_WORKER": "0",
+            **TWO_NODES,
+        },
+    )
+    async with other:
+        on_b = GraphQLClient(other.base_url, mia.token)
+        try:
+            async with on_b.subscribe(DELIVERY_UPDATED, {"taskId": None}) as subscription:
+                # when the owner revokes the token on the first node
+                await beacon.client.execute(REVOKE_TOKEN, {"id": mia.token_id})
+                revoked_at = asyncio.get_running_loop().time()
+
+                # then the second node closes the websocket within a second
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await subscription.next(timeout=1.0)
+                assert asyncio.get_running_loop().time() - revoked_at < 1.0
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 4403
+        finally:
+            await on_b.close()
