@@ -5,7 +5,7 @@ delivery history and its counts stay whole); each of those deliveries' address b
 `placeholder(person)`, their events keep their times. Every other place that held one
 of their addresses (event details, bounces, suppressions, system comments) has it
 replaced by the placeholder, or is deleted when it was only about them (tokens,
-subscriptions, scenarios that emailed them). Addresses are matched as
+invitations, subscriptions, scenarios that emailed them). Addresses are matched as
 stored and lower-cased (mail servers lower-case them in bounces).
 """
 
@@ -26,6 +26,7 @@ from db.tables import (
     comments,
     deliveries,
     delivery_events,
+    invitations,
     people,
     scenarios,
     suppressions,
@@ -65,7 +66,7 @@ async def erase_person(
             )
         ).scalars()
     )
-    for table in (api_tokens, task_subscribers, scenarios):
+    for table in (api_tokens, invitations, task_subscribers, scenarios):
         await conn.execute(table.delete().where(table.c.person_id == person_id))
     await conn.execute(
         deliveries.update().where(deliveries.c.recipient_id == person_id).values(address=stand_in)

@@ -79,7 +79,7 @@ async def enqueue_notification(
     conn: AsyncConnection,
     *,
     account: Row[Any],
-    task_id: uuid.UUID,
+    task_id: uuid.UUID | None,
     comment_id: uuid.UUID | None,
     kind: NotificationKind,
     recipients: Sequence[Row[Any]],
@@ -87,6 +87,8 @@ async def enqueue_notification(
     message_id_domain: str,
     now: dt.datetime,
     message_text: str | None = None,
+    invitation_id: uuid.UUID | None = None,
+    pixel: bool = True,
 ) -> list[DeliveryChanged]:
     """One delivery per recipient and channel they can be reached on (`addresses_of`).
 
@@ -113,6 +115,7 @@ async def enqueue_notification(
             comment_id=comment_id,
             kind=kind.value,
             message_text=message_text,
+            invitation_id=invitation_id,
             created_at=now,
         )
     )
@@ -128,7 +131,11 @@ async def enqueue_notification(
     for group in groups:
         message_id = uuid.uuid4()
         channel = group[0].channel
-        tracked = channel is Channel.EMAIL and may_track(account, [route.person for route in group])
+        tracked = (
+            pixel
+            and channel is Channel.EMAIL
+            and may_track(account, [route.person for route in group])
+        )
         message_rows.append(
             {
                 "id": message_id,

@@ -142,6 +142,26 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
 )
 
+# A sign-in link sent by email: single use, expiring; only the secret's hash is kept
+# (the secret itself is an HMAC of the id: db/invitations.py).
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    _id(),
+    _account_fk(index=False),
+    sa.Column(
+        "person_id",
+        sa.Uuid(),
+        sa.ForeignKey("people.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+)
+
 tasks = sa.Table(
     "tasks",
     metadata,
@@ -192,7 +212,7 @@ notifications = sa.Table(
         "task_id",
         sa.Uuid(),
         sa.ForeignKey("tasks.id", ondelete="CASCADE"),
-        nullable=False,
+        nullable=True,  # null only for an invitation (below)
         index=True,
     ),
     sa.Column(
@@ -207,6 +227,14 @@ notifications = sa.Table(
     sa.Column("message_text", sa.Text(), nullable=True),
     _created_at(),
     sa.Index("ix_notifications_created_at", "created_at"),
+    # An invitation's email (db/invitations.py) is about no task. Its deliveries outlive
+    # the invitation (an erased person's keep a placeholder address).
+    sa.Column(
+        "invitation_id",
+        sa.Uuid(),
+        sa.ForeignKey("invitations.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
 )
 
 messages = sa.Table(

@@ -5,18 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from graphql import GraphQLError
 from sqlalchemy.engine import Row
 
-from common.domain import PersonKind
+from common.broadcast import publish_changes
+from common.domain import Channel, NotificationKind, PersonKind
+from common.tokens import INVITATION, invitation_secret, verify
 from db import api_tokens as db_api_tokens
+from db import invitations as db_invitations
 from db import people as db_people
+from db.accounts import Viewer
 from db.erasure import erase_person
+from db.notify import enqueue_notification
 from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
 from live.token_sockets import publish_revoked
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
+from resolvers.mutations import message_id_domain
 from resolvers.roles import require_manager, viewer_role
 from resolvers.text import one_line
 
@@ -141,3 +149,96 @@ async def delete_person(info: Info, person_id: str) -> bool:
         await publish_revoked(info.context.services.broadcast, token_id)
     info.context.reset_loaders()
     return True
+
+
+# How long an invitation's link works.
+INVITATION_LIFETIME = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class SentInvitation:
+    invitation_id: uuid.UUID
+    person_id: uuid.UUID
+    expires_at: dt.datetime
+    delivery_id: uuid.UUID
+
+
+async def invite_person(info: Info, person_id: str) -> SentInvitation:
+    """Email an employee a single-use sign-in link, through the outbox like any
+    notification (the delivery is tracked; the email has no pixel)."""
+    viewer = require_manager(info, "Inviting a person")
+    person = await employee(info, person_id)
+    if not person.email:
+        raise bad_input("This employee has no email address to send the invitation to.")
+    account = await info.context.account()
+    inviter = await info.context.loaders.person.load(viewer.person_id)
+    settings = info.context.services.settings
+    now = utcnow()
+    invitation_id = uuid.uuid4()
+    async with info.context.db.write() as conn:
+        await db_invitations.create_invitation(
+            conn,
+            invitation_id=invitation_id,
+            account_id=viewer.account_id,
+            person_id=person.id,
+            secret=invitation_secret(invitation_id, settings.secret_key),
+            now=now,
+            expires_at=now + INVITATION_LIFETIME,
+        )
+        changes = await enqueue_notification(
+            conn,
+            account=account,
+            task_id=None,
+            comment_id=None,
+            kind=NotificationKind.INVITATION,
+            recipients=[person],
+            configured=frozenset({Channel.EMAIL}),
+            message_id_domain=message_id_domain(settings.mail_from),
+            now=now,
+            message_text=f"{inviter.name if inviter else 'Someone'} invited you to "
+            f"{account.name} on Beacon.",
+            invitation_id=invitation_id,
+            pixel=False,
+        )
+        if not changes:
+            # The person switched their email channel off: nothing could be sent.
+            raise bad_input("This employee does not receive email (their EMAIL is disabled).")
+    info.context.services.wake_worker()
+    await publish_changes(info.context.services.broadcast, changes)
+    return SentInvitation(
+        invitation_id, person.id, now + INVITATION_LIFETIME, changes[0].delivery_id
+    )
+
+
+def invitation_refused() -> GraphQLError:
+    return GraphQLError(
+        "This invitation link is not valid: it was already used, has expired, or was "
+        "withdrawn. Ask for a new invitation.",
+        extensions={"code": "INVITATION_INVALID"},
+    )
+
+
+async def redeem_invitation(info: Info, secret: str) -> tuple[Row[Any], str]:
+    """A new token for the invited person, once; signs this request in as them so that
+    the answer can show who they are."""
+    settings = info.context.services.settings
+    invitation_id = verify(secret.strip(), settings.secret_key, INVITATION)
+    if invitation_id is None:
+        raise invitation_refused()
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        found = await db_invitations.redeem(conn, uuid.UUID(invitation_id), secret.strip(), now)
+        if found is None:
+            raise invitation_refused()
+        row, token = await db_api_tokens.create_token(
+            conn,
+            account_id=found.account_id,
+            person_id=found.person_id,
+            name="invitation",
+            now=now,
+        )
+    info.context.viewer = Viewer(
+        account_id=found.account_id, person_id=found.person_id, token_id=row.id
+    )
+    info.context.reset_loaders()
+    return row, token

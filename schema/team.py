@@ -53,6 +53,16 @@ class NewApiToken:
     )
 
 
+@strawberry.type(description="A sign-in link sent by email; its delivery is tracked.")
+class Invitation:
+    id: strawberry.ID
+    person_id: strawberry.ID
+    expires_at: dt.datetime
+    delivery_id: strawberry.ID = strawberry.field(
+        description="The email's delivery: ask `delivery(id)` whether it was sent."
+    )
+
+
 @strawberry.input(description="Only the fields given change.")
 class UpdateTaskInput:
     title: str | None = strawberry.UNSET
@@ -88,6 +98,23 @@ class TeamMutation:
     @strawberry.mutation
     async def set_role(self, info: Info, person_id: strawberry.ID, role: Role) -> Person:
         return Person.from_row(await team.set_role(info, person_id, Role(role)))
+
+    @strawberry.mutation
+    async def invite_person(self, info: Info, person_id: strawberry.ID) -> Invitation:
+        """Email an employee a sign-in link that works once, within 7 days."""
+        sent = await team.invite_person(info, person_id)
+        return Invitation(
+            id=strawberry.ID(str(sent.invitation_id)),
+            person_id=strawberry.ID(str(sent.person_id)),
+            expires_at=sent.expires_at,
+            delivery_id=strawberry.ID(str(sent.delivery_id)),
+        )
+
+    @strawberry.mutation
+    async def redeem_invitation(self, info: Info, secret: str) -> NewApiToken:
+        """Exchange an invitation link's secret for a new token (no sign-in needed)."""
+        row, token = await team.redeem_invitation(info, secret)
+        return NewApiToken(token=ApiToken.from_row(row), secret=token)
 
     @strawberry.mutation
     async def mark_all_read(self, info: Info) -> int:

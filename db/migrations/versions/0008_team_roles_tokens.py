@@ -1,4 +1,5 @@
-"""the team (issue 14): roles, named and revocable tokens, erased people, closed tasks
+"""the team (issue 14): roles, named and revocable tokens, invitations, erased people,
+closed tasks
 
 Revision ID: 0008
 Revises: 0007
@@ -45,6 +46,46 @@ def upgrade() -> None:
     op.add_column("api_tokens", sa.Column("last_used_at", sa.DateTime(timezone=True)))
     op.add_column("api_tokens", sa.Column("revoked_at", sa.DateTime(timezone=True)))
     op.add_column("tasks", sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("secret_hash", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_invitations_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["person_id"],
+            ["people.id"],
+            name=op.f("fk_invitations_person_id_people"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint("secret_hash", name=op.f("uq_invitations_secret_hash")),
+    )
+    op.create_index(op.f("ix_invitations_person_id"), "invitations", ["person_id"])
+    # An invitation's notification is about no task. SQLite copies the table to change
+    # a column; reflecting the tables it refers to reaches `people`, whose index on
+    # lower(email) it cannot read (a warning; `people` itself is not copied).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*expression-based index")
+        with op.batch_alter_table("notifications", schema=None) as batch_op:
+            batch_op.alter_column("task_id", existing_type=sa.Uuid(), nullable=True)
+            batch_op.add_column(sa.Column("invitation_id", sa.Uuid(), nullable=True))
+            batch_op.create_foreign_key(
+                op.f("fk_notifications_invitation_id_invitations"),
+                "invitations",
+                ["invitation_id"],
+                ["id"],
+                ondelete="SET NULL",
+            )
 
     conn = op.get_bind()
     employees = conn.execute(
@@ -67,6 +108,16 @@ def downgrade() -> None:
     op.drop_index(_EMAIL_INDEX, table_name="people")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*expression-based index")
+        # Invitations' emails are about no task: they go with the invitations.
+        op.execute(sa.text("DELETE FROM notifications WHERE task_id IS NULL"))
+        with op.batch_alter_table("notifications", schema=None) as batch_op:
+            batch_op.drop_constraint(
+                op.f("fk_notifications_invitation_id_invitations"), type_="foreignkey"
+            )
+            batch_op.drop_column("invitation_id")
+            batch_op.alter_column("task_id", existing_type=sa.Uuid(), nullable=False)
+        op.drop_index(op.f("ix_invitations_person_id"), table_name="invitations")
+        op.drop_table("invitations")
         with op.batch_alter_table("tasks", schema=None) as batch_op:
             batch_op.drop_column("closed_at")
         with op.batch_alter_table("api_tokens", schema=None) as batch_op:

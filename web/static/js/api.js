@@ -97,6 +97,11 @@ mutation MarkRead($id: ID!) { markRead(deliveryId: $id) { id state } }`;
 
 export const MARK_ALL_READ = `mutation MarkAllRead { markAllRead }`;
 
+export const REDEEM_INVITATION = `
+mutation Redeem($secret: String!) {
+  redeemInvitation(secret: $secret) { secret token { person { id name role } } }
+}`;
+
 export const PEOPLE = `
 query People { viewer { id } people { id name kind email } }`;
 

@@ -5,6 +5,7 @@ import {
   DELIVERY_UPDATED,
   LIFT_SUPPRESSION,
   ME,
+  REDEEM_INVITATION,
   RESEND,
   TASK_OVERALL,
   graphql,
@@ -111,6 +112,7 @@ function signOut(message = "") {
 
 function showSignIn(message = "") {
   byId("sign-in").hidden = false;
+  byId("invitation").hidden = true;
   byId("dashboard").hidden = true;
   for (const id of HEADER_ITEMS) byId(id).hidden = true;
   const error = byId("sign-in-error");
@@ -128,6 +130,7 @@ function showDashboard() {
   byId("dashboard").hidden = false;
   byId("sign-in-error").textContent = "";
   byId("token").value = "";
+  byId("invitation").hidden = true;
   for (const id of HEADER_ITEMS) byId(id).hidden = false;
   drawHeader();
 }
@@ -240,6 +243,40 @@ function showError(error) {
     error?.code === "NETWORK" ? t("error.network", { message: error.message }) : String(error?.message ?? error);
 }
 
+// ------------------------------------------------------------------ invitations
+
+/** The page an invitation link opens. Redeeming is a POST (a mutation) made on a click,
+ * so a mail scanner that fetches the link uses nothing up; the secret is in the
+ * fragment, which no server or proxy log sees. */
+function showInvitation(secret) {
+  byId("sign-in").hidden = true;
+  byId("dashboard").hidden = true;
+  byId("invitation").hidden = false;
+  const accept = byId("invitation-accept");
+  accept.focus();
+  accept.addEventListener("click", async () => {
+    accept.disabled = true;
+    accept.textContent = t("invite.accepting");
+    let redeemed;
+    try {
+      redeemed = (await graphql(REDEEM_INVITATION, { secret }, null)).redeemInvitation;
+    } catch (error) {
+      byId("invitation-error").textContent =
+        error.code === "NETWORK" ? t("error.network", { message: error.message }) : t("invite.refused");
+      accept.hidden = true;
+      return;
+    } finally {
+      history.replaceState(null, "", "/"); // a reload must not try the used link again
+    }
+    accept.hidden = true;
+    byId("invitation-secret").textContent = redeemed.secret;
+    byId("invitation-token").hidden = false;
+    const next = byId("invitation-continue");
+    next.addEventListener("click", () => signIn(redeemed.secret));
+    next.focus();
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 function redrawForLanguage() {
@@ -298,6 +335,11 @@ function start() {
   window.addEventListener("beacon:unauthenticated", () => signOut(t("signIn.expired")));
 
   showMailboxLink();
+  const invitation = /^#\/invitation\/([^/]+)$/.exec(location.hash);
+  if (invitation) {
+    showInvitation(decodeURIComponent(invitation[1]));
+    return;
+  }
   const remembered = tokenStore.get();
   if (remembered) signIn(remembered, { remembered: true });
   else showSignIn();
