@@ -1,8 +1,11 @@
 """The team on the dashboard (issue 14): a second person signs in with their own token
 and sees who they are; a MEMBER does not see what only an OWNER or ADMIN may do; the
-bell counts their unread notifications live and lists them."""
+bell counts their unread notifications live and lists them; an invitation link signs a
+teammate in once."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.async_api import BrowserContext, expect
@@ -120,3 +123,55 @@ async def test_the_bell_counts_unread_notifications_live_and_lists_them(
     await expect(page.locator("#bell-list .bell__item--unread")).to_have_count(0)
     await expect(page.locator("#bell-count")).to_be_hidden()
     await expect(bell).to_have_accessible_name("Notifications, 0 unread")
+
+
+INVITE = """
+mutation($id: ID!) { invitePerson(personId: $id) { id } }
+"""
+
+ADD_EMPLOYEE_WITH_EMAIL = """
+mutation($name: String!, $email: String) {
+  addPerson(input: {name: $name, kind: EMPLOYEE, email: $email}) { id }
+}
+"""
+
+
+async def test_an_invitation_link_signs_the_teammate_in_once(
+    browser: BrowserContext, with_sink: SinkBeacon
+) -> None:
+    # Given the owner invited Nina, whose email holds the link
+    api = Api(with_sink)
+    try:
+        added = await api.client.execute(
+            ADD_EMPLOYEE_WITH_EMAIL, {"name": "Nina", "email": "nina@example.test"}
+        )
+        await api.client.execute(INVITE, {"id": added["addPerson"]["id"]})
+    finally:
+        await api.close()
+    (received,) = await with_sink.sink.wait_for_messages(1)
+    body = received.message.get_body(preferencelist=("plain",))
+    assert body is not None
+    link = next(word for word in str(body.get_content()).split() if "/#/invitation/" in word)
+
+    # When she opens it and accepts
+    page = await browser.new_page()
+    await page.goto(link)
+    await expect(page.get_by_role("heading", name="You are invited")).to_be_visible()
+    await page.get_by_role("button", name="Accept and sign in").click()
+
+    # Then her new token is shown once, and continuing signs her in as herself
+    token = page.locator("#invitation-secret")
+    await expect(token).to_have_text(re.compile(r"^bcn_"))
+    await screenshot(page, "invitation-token")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#viewer")).to_have_text("Nina · MEMBER")
+    assert "invitation" not in page.url
+
+    # And the same link a second time is refused
+    await page.get_by_role("button", name="Sign out").click()
+    await page.goto(link)
+    await page.reload()  # only the fragment changed: load the page anew
+    await page.get_by_role("button", name="Accept and sign in").click()
+    await expect(page.locator("#invitation-error")).to_have_text(
+        "This invitation link was already used or has expired. Ask for a new one."
+    )
