@@ -97,6 +97,15 @@ mutation MarkRead($id: ID!) { markRead(deliveryId: $id) { id state } }`;
 
 export const MARK_ALL_READ = `mutation MarkAllRead { markAllRead }`;
 
+// An OWNER or ADMIN invites a teammate: a new employee, emailed a sign-in link.
+export const ADD_EMPLOYEE = `
+mutation AddEmployee($name: String!, $email: String) {
+  addPerson(input: {name: $name, kind: EMPLOYEE, email: $email}) { id name }
+}`;
+
+export const INVITE_PERSON = `
+mutation Invite($personId: ID!) { invitePerson(personId: $personId) { id deliveryId } }`;
+
 export const REDEEM_INVITATION = `
 mutation Redeem($secret: String!) {
   redeemInvitation(secret: $secret) { secret token { person { id name role } } }
