@@ -64,6 +64,17 @@ def _account_fk(*, index: bool = True) -> sa.Column[Any]:
     )
 
 
+def _person_fk() -> sa.Column[Any]:
+    """The person a row belongs to, and goes with."""
+    return sa.Column(
+        "person_id",
+        sa.Uuid(),
+        sa.ForeignKey("people.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
 def _created_at() -> sa.Column[Any]:
     return sa.Column("created_at", UtcDateTime(), nullable=False)
 
@@ -126,13 +137,7 @@ api_tokens = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    sa.Column(
-        "person_id",
-        sa.Uuid(),
-        sa.ForeignKey("people.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _person_fk(),
     # SHA-256 of the token: the token itself is shown once and never stored.
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
@@ -149,13 +154,7 @@ invitations = sa.Table(
     metadata,
     _id(),
     _account_fk(index=False),
-    sa.Column(
-        "person_id",
-        sa.Uuid(),
-        sa.ForeignKey("people.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _person_fk(),
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
     sa.Column("expires_at", UtcDateTime(), nullable=False),

@@ -19,7 +19,7 @@ from tests.e2e.team_support import (
     WHO_AM_I,
     add_teammate,
 )
-from tests.support.graphql_client import GraphQLClient, GraphQLError
+from tests.support.graphql_client import GraphQLClient, GraphQLError, Subscription
 from tests.support.redis_service import REDIS_URL, require_redis
 from tests.support.server import ServerProcess
 
@@ -30,6 +30,19 @@ query Tokens($personId: ID) {
   apiTokens(personId: $personId) { id name personId lastUsedAt revokedAt person { name } }
 }
 """
+
+
+async def revoked_and_closed(beacon: Beacon, token_id: str, subscription: Subscription) -> None:
+    """Revoke the token as the owner; its subscription must end within a second, closed
+    with 4403 and the reason."""
+    await beacon.client.execute(REVOKE_TOKEN, {"id": token_id})
+    revoked_at = asyncio.get_running_loop().time()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await subscription.next(timeout=1.0)
+    assert asyncio.get_running_loop().time() - revoked_at < 1.0
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
+    assert closed.value.rcvd.reason == "API token revoked"
 
 
 async def test_a_new_token_signs_its_person_in_and_is_listed_without_its_secret(
@@ -79,16 +92,8 @@ async def test_a_revoked_tokens_open_subscription_ends_within_a_second(beacon: B
     mia = await add_teammate(beacon, "Mia")
     async with mia.client.subscribe(DELIVERY_UPDATED, {"taskId": None}) as subscription:
         # when the owner revokes their token
-        await beacon.client.execute(REVOKE_TOKEN, {"id": mia.token_id})
-        revoked_at = asyncio.get_running_loop().time()
-
         # then the server closes the websocket within a second, saying why
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await subscription.next(timeout=1.0)
-        assert asyncio.get_running_loop().time() - revoked_at < 1.0
-        assert closed.value.rcvd is not None
-        assert closed.value.rcvd.code == 4403
-        assert closed.value.rcvd.reason == "API token revoked"
+        await revoked_and_closed(beacon, mia.token_id, subscription)
 
     # and a new websocket with the token is refused at connection_init
     with pytest.raises(websockets.ConnectionClosed) as refused:
@@ -189,14 +194,7 @@ async def test_revoking_on_one_node_closes_the_tokens_websocket_on_another(
         try:
             async with on_b.subscribe(DELIVERY_UPDATED, {"taskId": None}) as subscription:
                 # when the owner revokes the token on the first node
-                await beacon.client.execute(REVOKE_TOKEN, {"id": mia.token_id})
-                revoked_at = asyncio.get_running_loop().time()
-
                 # then the second node closes the websocket within a second
-                with pytest.raises(websockets.ConnectionClosed) as closed:
-                    await subscription.next(timeout=1.0)
-                assert asyncio.get_running_loop().time() - revoked_at < 1.0
-                assert closed.value.rcvd is not None
-                assert closed.value.rcvd.code == 4403
+                await revoked_and_closed(beacon, mia.token_id, subscription)
         finally:
             await on_b.close()
