@@ -70,15 +70,14 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
-    from graphql import GraphQLError
-
-    from resolvers.mutations import validate_email, validate_name
+    from domain.errors import InvalidInput
+    from domain.validation import validate_email, validate_name
 
     # The API's own rules, so that an account made here is one the API would accept.
     try:
         name = validate_name(args.name)
         email = validate_email(args.email)
-    except GraphQLError as error:
+    except InvalidInput as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
     if email is None:
@@ -155,13 +154,14 @@ def cmd_set_plan(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
     import datetime as dt
 
+    from common.time import utcnow
     from db.engine import Database
     from db.purge import purge
 
     async def run() -> int:
         db = Database(settings.database_url)
         try:
-            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.longest_history_days)
+            cutoff = utcnow() - dt.timedelta(days=settings.longest_history_days)
             return await purge(db, older_than=cutoff)
         finally:
             await db.dispose()
@@ -235,7 +235,7 @@ def _flush_logs_and_die(signum: int, _frame: object) -> None:
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
-    from common.broadcast import create_broadcast
+    from broadcast import create_broadcast
     from db.engine import Database
     from sending.worker import Worker
 

@@ -44,8 +44,8 @@ import aiosmtplib
 import asyncpg
 import sqlalchemy as sa
 
-from benchmarks.support import fresh_postgres
-from channels.email import build_mime
+from benchmarks.support import cpu_seconds, fresh_postgres
+from channels.email.mime import build_mime
 from common.settings import Settings
 from db.deliveries import load_send_batch
 from db.engine import Database
@@ -82,21 +82,6 @@ class Result:
             f"{self.label:<32} {self.count} emails in {self.seconds:6.2f} s = "
             f"{self.rate:6.1f} emails/s  (CPU per email: {per_email})"
         )
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (0 where /proc cannot tell)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        # After "pid (command)": utime and stime are the 12th and 13th fields.
-        fields = stat.rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 # --------------------------------------------------------------------------- the sink

@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import event
 from starlette.requests import Request
 
-from common.broadcast import create_broadcast
+from broadcast import create_broadcast
 from common.settings import Settings
 from db import accounts as db_accounts
 from db import deliveries as db_deliveries
 from db import tasks as db_tasks
 from db.accounts import Viewer
 from db.engine import Database
+from live.feed import LiveFeed
 from resolvers.context import Context, Services
 from schema import schema
 
@@ -49,7 +50,7 @@ fragment Status on DeliveryStatus {
 }
 """
 
-# The database functions the feed reads through (resolvers/loaders.py, resolvers/feed.py).
+# The database functions the feed reads through (resolvers/loaders.py, resolvers/queries.py).
 _READS: list[tuple[Any, str]] = [
     (db_accounts, "accounts_by_ids"),
     (db_accounts, "people_by_ids"),
@@ -63,11 +64,13 @@ _READS: list[tuple[Any, str]] = [
 
 
 def context_for(db: Database, viewer: Viewer, settings: Settings) -> Context:
+    broadcast = create_broadcast("memory://")
     services = Services(
         db=db,
-        broadcast=create_broadcast("memory://"),
+        broadcast=broadcast,
         settings=settings,
         wake_worker=lambda: None,
+        live=LiveFeed(db, broadcast),
     )
     return Context(
         services=services,

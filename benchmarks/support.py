@@ -32,6 +32,7 @@ from db import accounts as db_accounts
 from db import tasks as db_tasks
 from db.engine import Database
 from db.migrate import upgrade_sync
+from db.records import PersonRecord
 from db.tables import deliveries, delivery_events, messages, notifications
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ async def _comment_rows(
     account_id: uuid.UUID,
     author_id: uuid.UUID,
     task_id: uuid.UUID,
-    people: Sequence[sa.Row[object]],
+    people: Sequence[PersonRecord],
     numbers: range,
     state: DeliveryState,
     now: dt.datetime,
@@ -296,6 +297,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
+        # After "pid (command)": utime and stime are the 12th and 13th fields.
         fields = stat.rpartition(")")[2].split()
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total

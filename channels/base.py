@@ -76,18 +76,6 @@ class ChannelCredentials:
     twilio_from_number: str | None = None
     webhook_signing_secret: str | None = field(default=None, repr=False)
 
-    def configured(self) -> frozenset[Channel]:
-        """The channels this account can send on (email, webhooks and in-app need no
-        provider account)."""
-        channels = {Channel.EMAIL, Channel.WEBHOOK, Channel.IN_APP}
-        if self.telegram_bot_token:
-            channels.add(Channel.TELEGRAM)
-        if self.whatsapp_phone_number_id and self.whatsapp_access_token:
-            channels.add(Channel.WHATSAPP)
-        if self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number:
-            channels.add(Channel.SMS)
-        return frozenset(channels)
-
 
 class MessengerChannel(Protocol):
     """A channel that sends one notice to one address through a provider's API."""

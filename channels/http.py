@@ -1,5 +1,6 @@
-"""HTTP basics the HTTP channels share (telegram, whatsapp, sms, webhook): classifying
-failures, hiding secrets that travel in URLs, reading Retry-After."""
+"""HTTP basics the HTTP channels share (telegram, whatsapp, sms, webhook): the one ladder
+from an HTTP answer to an outcome, classifying network failures, hiding secrets that
+travel in URLs, reading Retry-After."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import json
 import socket
 import ssl
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC
 
 import httpx
 
 from channels.base import Outcome, RecipientResult
+from common.time import utcnow
 
 REDACTED = "********"
 
@@ -51,7 +54,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
     if when.tzinfo is None:  # an HTTP date is always GMT
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - utcnow()).total_seconds())
 
 
 def json_object(response: httpx.Response) -> dict[str, object] | None:
@@ -72,6 +75,93 @@ def body_snippet(content: bytes, limit: int = 200) -> str:
 
 def status_line(response: httpx.Response) -> str:
     return f"{response.status_code} {response.reason_phrase}".strip()
+
+
+def accepted(
+    address: str, status: int, message: str, *, host: str, provider_message_id: str
+) -> RecipientResult:
+    """The provider took the message and named it `provider_message_id`."""
+    return RecipientResult(
+        address,
+        Outcome.ACCEPTED,
+        str(status),
+        message,
+        accepted_by=host,
+        provider_message_id=provider_message_id,
+    )
+
+
+def not_configured(address: str, missing: str) -> RecipientResult:
+    """The account lacks the credentials this channel needs (`missing` says which)."""
+    return RecipientResult(
+        address, Outcome.PERMANENT, "NOT_CONFIGURED", f"the account has no {missing}"
+    )
+
+
+def provider_code(code: object, status: int) -> str:
+    """The provider's own error code where its body gives one, else the HTTP status."""
+    return str(code) if isinstance(code, int | str) and str(code) else str(status)
+
+
+def provider_words(words: object, response: httpx.Response) -> str:
+    """What the provider's body says went wrong; else the body's start; else the status."""
+    return str(words) if words else body_snippet(response.content) or status_line(response)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An HTTP answer that is not the provider's receipt, in the provider's own terms:
+    all a channel reads from its provider's body, for `refusal_result` to decide on."""
+
+    status: int
+    # The provider's error code (`provider_code`), e.g. "131026"; else the HTTP status.
+    code: str
+    # The provider's words, secrets already redacted.
+    message: str
+    # The wait the provider asked for (a Retry-After header, or its body's own field).
+    retry_after: float | None = None
+    # Set ("Telegram refused the bot token") when the answer says the account's
+    # credentials are wrong.
+    credentials_refused: str | None = None
+    # The provider's code says "too fast, try later", whatever the HTTP status.
+    throttled: bool = False
+
+
+def refusal_result(address: str, refusal: Refusal, *, host: str) -> RecipientResult:
+    """The one HTTP status -> outcome ladder of every HTTP channel:
+
+    - refused credentials: PERMANENT UNAUTHORIZED, since nothing sends until the
+      account fixes them;
+    - throttled, 408, 429 or 5xx: TRANSIENT, with the wait the provider asked for;
+    - any other 4xx: PERMANENT with the provider's code and words (sending again
+      cannot help);
+    - anything else (a 2xx without the provider's receipt, a 1xx or 3xx): TRANSIENT
+      INVALID_RESPONSE, since a proxy or an outage may stand in front of the provider.
+    """
+    status = refusal.status
+    if refusal.credentials_refused is not None:
+        return RecipientResult(
+            address,
+            Outcome.PERMANENT,
+            "UNAUTHORIZED",
+            f"{refusal.credentials_refused}: {refusal.message}",
+        )
+    if refusal.throttled or status in (408, 429) or status >= 500:
+        return RecipientResult(
+            address,
+            Outcome.TRANSIENT,
+            refusal.code,
+            refusal.message,
+            retry_after=refusal.retry_after,
+        )
+    if 400 <= status < 500:
+        return RecipientResult(address, Outcome.PERMANENT, refusal.code, refusal.message)
+    return RecipientResult(
+        address,
+        Outcome.TRANSIENT,
+        "INVALID_RESPONSE",
+        f"unexpected answer from {host}: {refusal.message}",
+    )
 
 
 def transport_failure(

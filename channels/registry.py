@@ -1,7 +1,7 @@
 """The explicit registry of messenger channels: one instance of each, built from settings.
 
 Email is not here: it sends one message to many recipients through its own sender
-(channels/email.py), not one notice to one address.
+(channels/email/sender.py), not one notice to one address.
 """
 
 from __future__ import annotations

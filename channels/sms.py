@@ -17,30 +17,14 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
 
-from channels.base import (
-    ChannelCredentials,
-    Notice,
-    Outcome,
-    ProviderReport,
-    RecipientResult,
-    ReportStatus,
-)
-from channels.http import (
-    body_snippet,
-    host_of,
-    json_object,
-    redact,
-    retry_after_seconds,
-    shorten,
-    status_line,
-    transport_failure,
-)
+from channels import http
+from channels.base import ChannelCredentials, Notice, ProviderReport, RecipientResult, ReportStatus
 from common.domain import Channel
+from common.time import utcnow
 
 # Twilio refuses a Body longer than 1600 characters (error 21617).
 MAX_TEXT = 1600
@@ -54,7 +38,7 @@ class TwilioSmsChannel:
 
     def __init__(self, api_url: str, *, timeout: float, status_callback_url: str | None) -> None:
         self._api_url = api_url.rstrip("/")
-        self._host = host_of(api_url)
+        self._host = http.host_of(api_url)
         self._status_callback_url = status_callback_url
         self._client = httpx.AsyncClient(timeout=timeout)
 
@@ -67,13 +51,8 @@ class TwilioSmsChannel:
         token = credentials.twilio_auth_token
         sender = credentials.twilio_from_number
         if not sid or not token or not sender:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "NOT_CONFIGURED",
-                "the account has no Twilio account SID, auth token and sending number",
-            )
-        form = {"To": address.strip(), "From": sender, "Body": shorten(notice.text, MAX_TEXT)}
+            return http.not_configured(address, "Twilio account SID, auth token and sending number")
+        form = {"To": address.strip(), "From": sender, "Body": http.shorten(notice.text, MAX_TEXT)}
         if self._status_callback_url:
             form["StatusCallback"] = self._status_callback_url
         try:
@@ -83,52 +62,34 @@ class TwilioSmsChannel:
                 auth=(sid, token),
             )
         except httpx.HTTPError as exc:
-            return transport_failure(address, exc, host=self._host, secrets=(token,))
+            return http.transport_failure(address, exc, host=self._host, secrets=(token,))
         return self._result(address, response, token)
 
     def _result(self, address: str, response: httpx.Response, token: str) -> RecipientResult:
         status = response.status_code
-        body = json_object(response) or {}
+        body = http.json_object(response) or {}
         message_sid = body.get("sid")
         if 200 <= status < 300 and isinstance(message_sid, str) and message_sid:
-            return RecipientResult(
+            return http.accepted(
                 address,
-                Outcome.ACCEPTED,
-                str(status),
+                status,
                 f"{body.get('status') or 'accepted'} as {message_sid}",
-                accepted_by=self._host,
+                host=self._host,
                 provider_message_id=message_sid,
             )
         code = body.get("code")
-        symbolic = str(code) if isinstance(code, int | str) and str(code) else str(status)
-        words = body.get("message")
-        message = redact(
-            str(words) if words else body_snippet(response.content) or status_line(response),
-            token,
+        refusal = http.Refusal(
+            status,
+            http.provider_code(code, status),
+            http.redact(http.provider_words(body.get("message"), response), token),
+            retry_after=http.retry_after_seconds(response),
+            credentials_refused=(
+                "Twilio refused the account SID and auth token"
+                if status == 401 or code == _AUTHENTICATE
+                else None
+            ),
         )
-        if status == 401 or code == _AUTHENTICATE:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"Twilio refused the account SID and auth token: {message}",
-            )
-        if status == 429 or status >= 500:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                symbolic,
-                message,
-                retry_after=retry_after_seconds(response),
-            )
-        if 400 <= status < 500:
-            return RecipientResult(address, Outcome.PERMANENT, symbolic, message)
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {message}",
-        )
+        return http.refusal_result(address, refusal, host=self._host)
 
 
 # --- Callbacks ---
@@ -195,7 +156,7 @@ def parse_status(form: Mapping[str, str]) -> ProviderReport | None:
         provider_message_id=sid,
         status=status,
         # Twilio's callback carries no timestamp: it is sent as the status changes.
-        at=datetime.now(UTC),
+        at=utcnow(),
         error_code=error_code,
         error_message=error_message,
     )

@@ -12,25 +12,14 @@ from urllib.parse import quote
 
 import httpx
 
+from channels import http
 from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
-from channels.http import (
-    WIRE_PATH,
-    HiddenPathTransport,
-    body_snippet,
-    host_of,
-    json_object,
-    redact,
-    retry_after_seconds,
-    shorten,
-    status_line,
-    transport_failure,
-)
 from common.domain import Channel
 
 # sendMessage takes 1-4096 characters of text; a longer notice is cut, not refused.
 MAX_TEXT = 4096
 
-# Stands in for "bot<token>" in the URL httpx sees (see HiddenPathTransport).
+# Stands in for "bot<token>" in the URL httpx sees (see http.HiddenPathTransport).
 _BOT_SLOT = "bot__TOKEN__"
 
 
@@ -40,11 +29,11 @@ class TelegramChannel:
     def __init__(self, api_url: str, *, timeout: float) -> None:
         self._api_url = api_url.rstrip("/")
         self._api_path = httpx.URL(self._api_url).raw_path.rstrip(b"/")
-        self._host = host_of(api_url)
+        self._host = http.host_of(api_url)
         # The token is part of the path: only the transport puts it in, on the way to
         # the wire, so no log line or error text can quote it.
         self._client = httpx.AsyncClient(
-            timeout=timeout, transport=HiddenPathTransport(), trust_env=False
+            timeout=timeout, transport=http.HiddenPathTransport(), trust_env=False
         )
 
     async def aclose(self) -> None:
@@ -54,12 +43,7 @@ class TelegramChannel:
         address = notice.address
         token = credentials.telegram_bot_token
         if not token:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "NOT_CONFIGURED",
-                "the account has no Telegram bot token",
-            )
+            return http.not_configured(address, "Telegram bot token")
         chat_id = address.strip()
         if not chat_id:
             return RecipientResult(
@@ -68,11 +52,11 @@ class TelegramChannel:
         try:
             response = await self._client.post(
                 f"{self._api_url}/{_BOT_SLOT}/sendMessage",
-                json={"chat_id": chat_id, "text": shorten(notice.text, MAX_TEXT)},
-                extensions={WIRE_PATH: self._wire_path(token)},
+                json={"chat_id": chat_id, "text": http.shorten(notice.text, MAX_TEXT)},
+                extensions={http.WIRE_PATH: self._wire_path(token)},
             )
         except httpx.HTTPError as exc:
-            return transport_failure(address, exc, host=self._host, secrets=(token,))
+            return http.transport_failure(address, exc, host=self._host, secrets=(token,))
         return self._result(address, chat_id, response, token)
 
     def _wire_path(self, token: str) -> bytes:
@@ -82,58 +66,35 @@ class TelegramChannel:
         self, address: str, chat_id: str, response: httpx.Response, token: str
     ) -> RecipientResult:
         status = response.status_code
-        body = json_object(response) or {}
+        body = http.json_object(response) or {}
         result = body.get("result")
         if body.get("ok") is True and isinstance(result, dict) and "message_id" in result:
             chat = result.get("chat")
             chat_key = chat.get("id", chat_id) if isinstance(chat, dict) else chat_id
-            return RecipientResult(
+            return http.accepted(
                 address,
-                Outcome.ACCEPTED,
-                str(status),
+                status,
                 f"message {result['message_id']} sent to chat {chat_key}",
-                accepted_by=self._host,
+                host=self._host,
                 # Message ids count per chat: only the pair names one message.
                 provider_message_id=f"{chat_key}:{result['message_id']}",
             )
-        description = redact(_description(body, response), token)
-        if status in (401, 404):
-            # 401 is a revoked or wrong token, 404 one that is malformed (the path
-            # names no bot): either way, nothing sends until the account fixes it.
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"Telegram refused the bot token: {description}",
-            )
-        if status == 429:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                "429",
-                description,
-                retry_after=_retry_after(body) or retry_after_seconds(response),
-            )
-        if status >= 500:
-            return RecipientResult(address, Outcome.TRANSIENT, str(status), description)
-        if 400 <= status < 500:
-            # 403: the user blocked the bot or never started it; 400: chat not found,
-            # and the like. Sending again cannot help.
-            return RecipientResult(
-                address, Outcome.PERMANENT, str(body.get("error_code", status)), description
-            )
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {description}",
+        # 403 (the user blocked the bot or never started it) and 400 (chat not found, and
+        # the like) are refusals that sending again cannot change.
+        refusal = http.Refusal(
+            status,
+            http.provider_code(body.get("error_code"), status),
+            http.redact(_description(body, response), token),
+            retry_after=_retry_after(body) or http.retry_after_seconds(response),
+            # 401 is a revoked or wrong token, 404 one that is malformed (the path names
+            # no bot): either way, nothing sends until the account fixes it.
+            credentials_refused="Telegram refused the bot token" if status in (401, 404) else None,
         )
+        return http.refusal_result(address, refusal, host=self._host)
 
 
 def _description(body: dict[str, object], response: httpx.Response) -> str:
-    description = body.get("description")
-    text = str(description) if description else body_snippet(response.content)
-    text = text or status_line(response)
+    text = http.provider_words(body.get("description"), response)
     parameters = body.get("parameters")
     if isinstance(parameters, dict) and "migrate_to_chat_id" in parameters:
         # The group became a supergroup: the person's address needs the new id.

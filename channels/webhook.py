@@ -22,15 +22,9 @@ import time
 
 import httpx
 
+from channels import http
 from channels.addresses import BlockedAddress, public_address
 from channels.base import ChannelCredentials, Notice, Outcome, RecipientResult
-from channels.http import (
-    WIRE_PATH,
-    HiddenPathTransport,
-    body_snippet,
-    retry_after_seconds,
-    transport_failure,
-)
 from common.domain import Channel
 
 # --- Signing ---
@@ -96,7 +90,7 @@ class WebhookChannel:
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
-            transport=HiddenPathTransport(),
+            transport=http.HiddenPathTransport(),
         )
 
     async def aclose(self) -> None:
@@ -135,7 +129,7 @@ class WebhookChannel:
         except BlockedAddress as blocked:
             return RecipientResult(address, Outcome.PERMANENT, "BLOCKED_ADDRESS", str(blocked))
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            return transport_failure(address, exc, host=host, secrets=(secret,))
+            return http.transport_failure(address, exc, host=host, secrets=(secret,))
         return _classify(notice, host, status, reply, retry_after, reason)
 
     async def _target(
@@ -168,7 +162,7 @@ class WebhookChannel:
             url.copy_with(raw_path=b"/__path__"),
             headers=headers,
             content=body,
-            extensions={**extensions, WIRE_PATH: url.raw_path},
+            extensions={**extensions, http.WIRE_PATH: url.raw_path},
         )
         response = await self._client.send(request, stream=True)
         try:
@@ -182,7 +176,7 @@ class WebhookChannel:
         return (
             response.status_code,
             bytes(reply[:MAX_REPLY_BYTES]),
-            retry_after_seconds(response),
+            http.retry_after_seconds(response),
             response.reason_phrase,
         )
 
@@ -217,27 +211,23 @@ def _classify(
     reason: str,
 ) -> RecipientResult:
     address = notice.address
-    words = body_snippet(reply) or f"{status} {reason}".strip()
+    words = http.body_snippet(reply) or f"{status} {reason}".strip()
     if 200 <= status < 300:
-        refusal = _slack_refusal(reply)
-        if refusal is not None:
+        slack_error = _slack_refusal(reply)
+        if slack_error is not None:
             return RecipientResult(
                 address,
                 Outcome.PERMANENT,
-                refusal,
-                f"the receiver answered {status} with ok=false: {refusal}",
+                slack_error,
+                f"the receiver answered {status} with ok=false: {slack_error}",
             )
-        return RecipientResult(
-            address,
-            Outcome.ACCEPTED,
-            str(status),
-            words,
-            accepted_by=host,
-            # Webhook receivers have no id of their own: they know the delivery by the
-            # X-Beacon-Delivery header, so that is the id to name it by.
-            provider_message_id=notice.message_key,
+        # Webhook receivers have no id of their own: they know the delivery by the
+        # X-Beacon-Delivery header, so that is the id to name it by.
+        return http.accepted(
+            address, status, words, host=host, provider_message_id=notice.message_key
         )
     if 300 <= status < 400:
+        # The tenant's own URL moved: only the tenant can fix it.
         return RecipientResult(
             address,
             Outcome.PERMANENT,
@@ -245,11 +235,9 @@ def _classify(
             f"the receiver redirected ({status} {reason}); redirects are not followed, "
             "so the webhook URL needs updating",
         )
-    if status in (408, 429) or status >= 500:
-        return RecipientResult(
-            address, Outcome.TRANSIENT, str(status), words, retry_after=retry_after
-        )
-    return RecipientResult(address, Outcome.PERMANENT, str(status), words)
+    # A receiver has no error codes of its own: the status is the code.
+    refusal = http.Refusal(status, str(status), words, retry_after=retry_after)
+    return http.refusal_result(address, refusal, host=host)
 
 
 def _slack_refusal(reply: bytes) -> str | None:

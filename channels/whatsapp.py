@@ -18,25 +18,10 @@ from urllib.parse import quote
 
 import httpx
 
-from channels.base import (
-    ChannelCredentials,
-    Notice,
-    Outcome,
-    ProviderReport,
-    RecipientResult,
-    ReportStatus,
-)
-from channels.http import (
-    body_snippet,
-    host_of,
-    json_object,
-    redact,
-    retry_after_seconds,
-    shorten,
-    status_line,
-    transport_failure,
-)
+from channels import http
+from channels.base import ChannelCredentials, Notice, ProviderReport, RecipientResult, ReportStatus
 from common.domain import Channel
+from common.time import utcnow
 
 # A text message body holds at most 4096 characters.
 MAX_TEXT = 4096
@@ -53,7 +38,7 @@ class WhatsAppChannel:
 
     def __init__(self, api_url: str, *, timeout: float) -> None:
         self._api_url = api_url.rstrip("/")
-        self._host = host_of(api_url)
+        self._host = http.host_of(api_url)
         self._client = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -64,18 +49,13 @@ class WhatsAppChannel:
         phone_number_id = credentials.whatsapp_phone_number_id
         token = credentials.whatsapp_access_token
         if not phone_number_id or not token:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "NOT_CONFIGURED",
-                "the account has no WhatsApp phone number id and access token",
-            )
+            return http.not_configured(address, "WhatsApp phone number id and access token")
         payload = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": address.strip(),
             "type": "text",
-            "text": {"preview_url": False, "body": shorten(notice.text, MAX_TEXT)},
+            "text": {"preview_url": False, "body": http.shorten(notice.text, MAX_TEXT)},
         }
         try:
             response = await self._client.post(
@@ -84,52 +64,31 @@ class WhatsAppChannel:
                 headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
-            return transport_failure(address, exc, host=self._host, secrets=(token,))
+            return http.transport_failure(address, exc, host=self._host, secrets=(token,))
         return self._result(address, response, token)
 
     def _result(self, address: str, response: httpx.Response, token: str) -> RecipientResult:
         status = response.status_code
-        body = json_object(response) or {}
+        body = http.json_object(response) or {}
         wamid = _first_message_id(body)
         if 200 <= status < 300 and wamid is not None:
-            return RecipientResult(
-                address,
-                Outcome.ACCEPTED,
-                str(status),
-                f"accepted as {wamid}",
-                accepted_by=self._host,
-                provider_message_id=wamid,
+            return http.accepted(
+                address, status, f"accepted as {wamid}", host=self._host, provider_message_id=wamid
             )
         error = body.get("error")
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
-        message = redact(_error_text(error, response), token)
-        symbolic = str(code) if isinstance(code, int | str) and str(code) else str(status)
-        if status == 401 or code == _BAD_TOKEN:
-            return RecipientResult(
-                address,
-                Outcome.PERMANENT,
-                "UNAUTHORIZED",
-                f"WhatsApp refused the access token: {message}",
-            )
-        if status == 429 or code in _THROTTLED:
-            return RecipientResult(
-                address,
-                Outcome.TRANSIENT,
-                symbolic,
-                message,
-                retry_after=retry_after_seconds(response),
-            )
-        if status >= 500:
-            return RecipientResult(address, Outcome.TRANSIENT, symbolic, message)
-        if 400 <= status < 500:
-            return RecipientResult(address, Outcome.PERMANENT, symbolic, message)
-        return RecipientResult(
-            address,
-            Outcome.TRANSIENT,
-            "INVALID_RESPONSE",
-            f"unexpected answer from {self._host}: {message}",
+        refusal = http.Refusal(
+            status,
+            http.provider_code(code, status),
+            http.redact(_error_text(error, response), token),
+            retry_after=http.retry_after_seconds(response),
+            credentials_refused=(
+                "WhatsApp refused the access token" if status == 401 or code == _BAD_TOKEN else None
+            ),
+            throttled=code in _THROTTLED,
         )
+        return http.refusal_result(address, refusal, host=self._host)
 
 
 def _first_message_id(body: dict[str, object]) -> str | None:
@@ -142,8 +101,7 @@ def _first_message_id(body: dict[str, object]) -> str | None:
 
 
 def _error_text(error: dict[object, object], response: httpx.Response) -> str:
-    message = error.get("message")
-    text = str(message) if message else body_snippet(response.content) or status_line(response)
+    text = http.provider_words(error.get("message"), response)
     data = error.get("error_data")
     details = data.get("details") if isinstance(data, dict) else None
     if isinstance(details, str) and details and details not in text:
@@ -258,4 +216,4 @@ def _timestamp(value: object) -> datetime:
     try:
         return datetime.fromtimestamp(int(str(value)), UTC)
     except (ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
+        return utcnow()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 import uuid
@@ -11,18 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import PersonKind, Plan
+from common.time import utcnow
+from db.records import AccountRecord, PersonRecord
 from db.tables import accounts, api_tokens, people
 
 TOKEN_PREFIX = "bcn_"  # noqa: S105 - a prefix that makes leaked tokens greppable
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def hash_token(token: str) -> str:
@@ -40,7 +36,7 @@ class NewAccount:
 class AddressTaken(Exception):
     """Another person of the account already has this address on this channel."""
 
-    def __init__(self, column: str, holder: Row[Any]) -> None:
+    def __init__(self, column: str, holder: PersonRecord) -> None:
         super().__init__(column)
         self.column = column
         self.holder = holder
@@ -110,20 +106,22 @@ async def count_accounts(conn: AsyncConnection) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(accounts))).scalar_one())
 
 
-async def get_account(conn: AsyncConnection, account_id: uuid.UUID) -> Row[Any]:
-    return (await conn.execute(accounts.select().where(accounts.c.id == account_id))).one()
+async def get_account(conn: AsyncConnection, account_id: uuid.UUID) -> AccountRecord:
+    return AccountRecord.of(
+        (await conn.execute(accounts.select().where(accounts.c.id == account_id))).one()
+    )
 
 
 async def accounts_by_ids(
     conn: AsyncConnection, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[uuid.UUID, AccountRecord]:
     rows = (await conn.execute(accounts.select().where(accounts.c.id.in_(ids)))).all()
-    return {row.id: row for row in rows}
+    return {row.id: AccountRecord.of(row) for row in rows}
 
 
 async def update_account(
     conn: AsyncConnection, account_id: uuid.UUID, values: dict[str, Any]
-) -> Row[Any]:
+) -> AccountRecord:
     if values:
         await conn.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
     return await get_account(conn, account_id)
@@ -149,7 +147,7 @@ async def add_person(
     disabled_channels: Sequence[str] = (),
     tracking_consent: str = "UNKNOWN",
     role: str | None = None,
-) -> Row[Any]:
+) -> PersonRecord:
     """A new person; AddressTaken when one of the addresses is another person's."""
     person_id = uuid.uuid4()
     addresses = {
@@ -170,12 +168,14 @@ async def add_person(
         **addresses,
     )
     await _claiming_addresses(conn, insert, account_id, person_id, addresses)
-    return (await conn.execute(people.select().where(people.c.id == person_id))).one()
+    return PersonRecord.of(
+        (await conn.execute(people.select().where(people.c.id == person_id))).one()
+    )
 
 
 async def update_person(
     conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID, values: dict[str, Any]
-) -> Row[Any] | None:
+) -> PersonRecord | None:
     """Change the given columns of a person of this account; None if there is none;
     AddressTaken when a new address is another person's."""
     query = people.select().where(people.c.id == person_id, people.c.account_id == account_id)
@@ -184,7 +184,7 @@ async def update_person(
     if values:
         update = people.update().where(people.c.id == person_id).values(**values)
         await _claiming_addresses(conn, update, account_id, person_id, values)
-    return (await conn.execute(query)).one()
+    return PersonRecord.of((await conn.execute(query)).one())
 
 
 async def _claiming_addresses(
@@ -213,32 +213,32 @@ async def _claiming_addresses(
 
 async def address_holder(
     conn: AsyncConnection, account_id: uuid.UUID, column: str, address: str
-) -> Row[Any] | None:
+) -> PersonRecord | None:
     """The person of the account with this address in `column`, compared as its unique
     index compares it (emails without case)."""
     held = people.c[column]
     same = sa.func.lower(held) == sa.func.lower(address) if column == "email" else held == address
-    return (
+    row = (
         await conn.execute(people.select().where(people.c.account_id == account_id, same))
     ).first()
+    return None if row is None else PersonRecord.of(row)
 
 
-async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(
-            people.select()
-            .where(people.c.account_id == account_id, people.c.erased_at.is_(None))
-            .order_by(people.c.created_at, people.c.id)
-        )
-    ).all()
+async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> list[PersonRecord]:
+    rows = await conn.execute(
+        people.select()
+        .where(people.c.account_id == account_id, people.c.erased_at.is_(None))
+        .order_by(people.c.created_at, people.c.id)
+    )
+    return PersonRecord.of_all(rows.all())
 
 
 async def people_by_ids(
     conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[uuid.UUID, PersonRecord]:
     rows = (
         await conn.execute(
             people.select().where(people.c.account_id == account_id, people.c.id.in_(ids))
         )
     ).all()
-    return {row.id: row for row in rows}
+    return {row.id: PersonRecord.of(row) for row in rows}

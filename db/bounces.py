@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.tables import bounces, messages
+from db.records import BounceRecord, MessageRecord
+from db.tables import bounces, insert_new, messages
 
 
 async def insert_bounce(
@@ -27,43 +25,43 @@ async def insert_bounce(
     summary: str,
     raw: bytes,
 ) -> uuid.UUID:
-    bounce_id = uuid.uuid4()
-    await conn.execute(
-        bounces.insert().values(
-            id=bounce_id,
-            account_id=account_id,
-            message_id=message_id,
-            delivery_id=delivery_id,
-            received_at=received_at,
-            source=source,
-            kind=kind,
-            parsed=parsed,
-            summary=summary,
-            raw=raw,
-        )
+    return await insert_new(
+        conn,
+        bounces,
+        account_id=account_id,
+        message_id=message_id,
+        delivery_id=delivery_id,
+        received_at=received_at,
+        source=source,
+        kind=kind,
+        parsed=parsed,
+        summary=summary,
+        raw=raw,
     )
-    return bounce_id
 
 
 async def list_bounces(
     conn: AsyncConnection, account_id: uuid.UUID, *, unparsed_only: bool, limit: int = 200
-) -> Sequence[Row[Any]]:
+) -> list[BounceRecord]:
     # Everything but the raw message, which only an operator's review needs.
     query = sa.select(*(column for column in bounces.c if column.name != "raw")).where(
         bounces.c.account_id == account_id
     )
     if unparsed_only:
         query = query.where(bounces.c.parsed.is_(False))
-    return (await conn.execute(query.order_by(bounces.c.received_at.desc()).limit(limit))).all()
+    rows = await conn.execute(query.order_by(bounces.c.received_at.desc()).limit(limit))
+    return BounceRecord.of_all(rows.all())
 
 
-async def message_by_id(conn: AsyncConnection, message_id: uuid.UUID) -> Row[Any] | None:
-    return (await conn.execute(messages.select().where(messages.c.id == message_id))).first()
+async def message_by_id(conn: AsyncConnection, message_id: uuid.UUID) -> MessageRecord | None:
+    row = (await conn.execute(messages.select().where(messages.c.id == message_id))).first()
+    return None if row is None else MessageRecord.of(row)
 
 
-async def message_by_header(conn: AsyncConnection, header_message_id: str) -> Row[Any] | None:
-    return (
+async def message_by_header(conn: AsyncConnection, header_message_id: str) -> MessageRecord | None:
+    row = (
         await conn.execute(
             messages.select().where(messages.c.header_message_id == header_message_id)
         )
     ).first()
+    return None if row is None else MessageRecord.of(row)

@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
+from db.records import DeliveryRow, MessageRecord, NotificationRecord, StatusCount, TaskDeliveryRow
 from db.tables import comments, deliveries, delivery_events, messages, notifications
+
+T = TypeVar("T")
 
 # A delivery with the task and comment its notification is about.
 _WITH_TARGET = sa.select(
@@ -33,15 +36,15 @@ _WITH_TARGET = sa.select(
 _ORDER = (deliveries.c.notification_id, deliveries.c.position)
 
 
-def _grouped(rows: Iterable[Row[Any]], key: str) -> dict[uuid.UUID, list[Row[Any]]]:
+def _grouped(rows: Iterable[T], key: str) -> dict[uuid.UUID, list[T]]:
     """The rows by the value of their column `key`, in the order given."""
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    grouped: dict[uuid.UUID, list[T]] = defaultdict(list)
     for row in rows:
         grouped[getattr(row, key)].append(row)
     return grouped
 
 
-def change_of(row: Row[Any]) -> DeliveryChanged:
+def change_of(row: DeliveryRow) -> DeliveryChanged:
     return DeliveryChanged(
         account_id=row.account_id,
         delivery_id=row.id,
@@ -52,7 +55,7 @@ def change_of(row: Row[Any]) -> DeliveryChanged:
 
 async def get_delivery(
     conn: AsyncConnection, account_id: uuid.UUID, delivery_id: uuid.UUID
-) -> Row[Any] | None:
+) -> DeliveryRow | None:
     return (
         await conn.execute(
             _WITH_TARGET.where(
@@ -64,7 +67,7 @@ async def get_delivery(
 
 async def deliveries_by_comment(
     conn: AsyncConnection, comment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[DeliveryRow]]:
     rows = (
         await conn.execute(
             _WITH_TARGET.where(notifications.c.comment_id.in_(comment_ids)).order_by(*_ORDER)
@@ -75,7 +78,7 @@ async def deliveries_by_comment(
 
 async def deliveries_by_task(
     conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[DeliveryRow]]:
     """The deliveries of each task's own notification (its creation), not its comments'."""
     rows = (
         await conn.execute(
@@ -90,7 +93,7 @@ async def deliveries_by_task(
 
 async def deliveries_of_tasks(
     conn: AsyncConnection, task_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[TaskDeliveryRow]]:
     """Every delivery of each task: its own notification's and its comments', each with
     its task and comment and whether that comment is a system one (`is_system`, null for
     the task's own)."""
@@ -107,7 +110,7 @@ async def deliveries_of_tasks(
 
 async def status_counts_by_task(
     conn: AsyncConnection, task_ids: Sequence[uuid.UUID], *, since: dt.datetime
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[StatusCount]]:
     """How many of each task's deliveries (as `deliveries_of_tasks` finds them) are in
     each state, of notifications from `since` on: rows of (task_id, is_system, state,
     deliveries, held, held_until), where `held` counts those the rate limit holds back
@@ -127,7 +130,7 @@ async def status_counts_by_task(
         .where(notifications.c.task_id.in_(task_ids), notifications.c.created_at >= since)
         .group_by(notifications.c.task_id, comments.c.is_system, deliveries.c.state)
     )
-    return _grouped((await conn.execute(query)).all(), "task_id")
+    return _grouped(StatusCount.of_all((await conn.execute(query)).all()), "task_id")
 
 
 async def events_by_delivery(
@@ -220,12 +223,12 @@ async def hold(
 class SendBatch:
     """What a worker needs to send one message: the message, and its deliveries."""
 
-    message: Row[Any]
-    notification: Row[Any]
-    all_deliveries: Sequence[Row[Any]]
+    message: MessageRecord
+    notification: NotificationRecord
+    all_deliveries: Sequence[DeliveryRow]
 
     @property
-    def pending(self) -> list[Row[Any]]:
+    def pending(self) -> list[DeliveryRow]:
         return [row for row in self.all_deliveries if row.state == DeliveryState.QUEUED.value]
 
 
@@ -239,11 +242,13 @@ async def load_send_batches(
     """The batch of each message that still exists, in three queries whatever the count."""
     if not message_ids:
         return {}
-    found = (await conn.execute(messages.select().where(messages.c.id.in_(message_ids)))).all()
+    found = MessageRecord.of_all(
+        (await conn.execute(messages.select().where(messages.c.id.in_(message_ids)))).all()
+    )
     if not found:
         return {}
     notification_rows = {
-        row.id: row
+        row.id: NotificationRecord.of(row)
         for row in (
             await conn.execute(
                 notifications.select().where(
@@ -257,7 +262,7 @@ async def load_send_batches(
             *_ORDER
         )
     )
-    grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+    grouped: dict[uuid.UUID, list[DeliveryRow]] = defaultdict(list)
     for row in rows:
         grouped[row.message_id].append(row)
     return {
@@ -334,7 +339,7 @@ async def recent_sends(
     return {address: times[-limit:] if limit else times for address, times in grouped.items()}
 
 
-async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> list[Row[Any]]:
+async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> list[DeliveryRow]:
     rows = await conn.execute(
         _WITH_TARGET.where(deliveries.c.message_id == message_id).order_by(*_ORDER)
     )
@@ -343,7 +348,7 @@ async def message_deliveries(conn: AsyncConnection, message_id: uuid.UUID) -> li
 
 async def delivery_by_provider_id(
     conn: AsyncConnection, channel: Channel, provider_message_id: str
-) -> Row[Any] | None:
+) -> DeliveryRow | None:
     return (
         await conn.execute(
             _WITH_TARGET.where(
@@ -352,3 +357,22 @@ async def delivery_by_provider_id(
             )
         )
     ).first()
+
+
+async def count_attempts(
+    conn: AsyncConnection, delivery_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Count one more attempt on each delivery still queued (it is no longer held back);
+    returns the new counts."""
+    if not delivery_ids:
+        return {}
+    result = await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.state == DeliveryState.QUEUED.value,
+        )
+        .values(attempts=deliveries.c.attempts + 1, held_until=None)
+        .returning(deliveries.c.id, deliveries.c.attempts)
+    )
+    return {row.id: row.attempts for row in result.all()}

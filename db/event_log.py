@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import DeliveryRow
 from db.tables import deliveries, delivery_events, notifications
 
 
@@ -69,7 +70,7 @@ async def account_events_between(
 
 async def deliveries_by_ids(
     conn: AsyncConnection, account_id: uuid.UUID, delivery_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[uuid.UUID, DeliveryRow]:
     """Deliveries of one account with the task and comment they are about."""
     if not delivery_ids:
         return {}

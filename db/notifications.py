@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.cursors import decode_cursor
 from db.tables import comments, deliveries, notifications, tasks
-from db.tasks import Page, decode_cursor
+from db.tasks import Page
 
 IN_APP = "IN_APP"
 _UNREAD_STATES = ("QUEUED", "SENT")
@@ -39,7 +40,7 @@ async def page_notifications(
     first: int,
     after: str | None,
     unread_only: bool,
-) -> Page:
+) -> Page[Row[Any]]:
     """Rows with the delivery's id, state, read_at, the notification's kind, time and
     text, its task and comment: newest first, paged by `(created_at, id)` cursors."""
     created_at = notifications.c.created_at.label("created_at")

@@ -4,12 +4,11 @@ are written by db/accounts.py."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import PersonRecord
 from db.tables import people
 
 OWNER = "OWNER"
@@ -17,13 +16,15 @@ OWNER = "OWNER"
 
 async def set_role(
     conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID, role: str
-) -> Row[Any]:
+) -> PersonRecord:
     await conn.execute(
         people.update()
         .where(people.c.id == person_id, people.c.account_id == account_id)
         .values(role=role)
     )
-    return (await conn.execute(people.select().where(people.c.id == person_id))).one()
+    return PersonRecord.of(
+        (await conn.execute(people.select().where(people.c.id == person_id))).one()
+    )
 
 
 async def lock_owners(conn: AsyncConnection, account_id: uuid.UUID) -> list[uuid.UUID]:
@@ -43,6 +44,7 @@ async def lock_owners(conn: AsyncConnection, account_id: uuid.UUID) -> list[uuid
 
 async def get_person(
     conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID
-) -> Row[Any] | None:
+) -> PersonRecord | None:
     query = people.select().where(people.c.id == person_id, people.c.account_id == account_id)
-    return (await conn.execute(query)).first()
+    row = (await conn.execute(query)).first()
+    return None if row is None else PersonRecord.of(row)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.tables import scenarios
+from db.records import ScenarioRecord
+from db.tables import insert_new, scenarios
 
 
 async def create_scenario(
@@ -24,32 +22,31 @@ async def create_scenario(
     person_id: uuid.UUID | None,
     template: str,
     now: dt.datetime,
-) -> Row[Any]:
-    scenario_id = uuid.uuid4()
-    await conn.execute(
-        scenarios.insert().values(
-            id=scenario_id,
-            account_id=account_id,
-            name=name,
-            trigger=trigger,
-            keyword=keyword,
-            action=action,
-            person_id=person_id,
-            template=template,
-            created_at=now,
-        )
+) -> ScenarioRecord:
+    scenario_id = await insert_new(
+        conn,
+        scenarios,
+        account_id=account_id,
+        name=name,
+        trigger=trigger,
+        keyword=keyword,
+        action=action,
+        person_id=person_id,
+        template=template,
+        created_at=now,
     )
-    return (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
+    return ScenarioRecord.of(
+        (await conn.execute(scenarios.select().where(scenarios.c.id == scenario_id))).one()
+    )
 
 
-async def list_scenarios(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(
-            scenarios.select()
-            .where(scenarios.c.account_id == account_id)
-            .order_by(scenarios.c.created_at, scenarios.c.id)
-        )
-    ).all()
+async def list_scenarios(conn: AsyncConnection, account_id: uuid.UUID) -> list[ScenarioRecord]:
+    rows = await conn.execute(
+        scenarios.select()
+        .where(scenarios.c.account_id == account_id)
+        .order_by(scenarios.c.created_at, scenarios.c.id)
+    )
+    return ScenarioRecord.of_all(rows.all())
 
 
 async def delete_scenario(

@@ -6,13 +6,13 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import SuppressionRecord
 from db.tables import suppressions
 
 
@@ -46,8 +46,19 @@ async def suppress(
     )
 
 
+class Addressed(Protocol):
+    """What suppressing a delivery's address reads of it."""
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+
+
 async def suppress_address_of(
-    conn: AsyncConnection, delivery: Row[Any], *, reason: str, now: dt.datetime
+    conn: AsyncConnection, delivery: Addressed, *, reason: str, now: dt.datetime
 ) -> None:
     """Suppress the address a delivery went to, in its account and channel (a hard
     bounce, a complaint)."""
@@ -80,14 +91,14 @@ async def reasons(
 
 async def find(
     conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str
-) -> Row[Any] | None:
+) -> SuppressionRecord | None:
     """The suppression of this address on this channel, if there is one."""
     return (await find_many(conn, account_id, [(channel, address)])).get((channel, address))
 
 
 async def find_many(
     conn: AsyncConnection, account_id: uuid.UUID, keys: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], Row[Any]]:
+) -> dict[tuple[str, str], SuppressionRecord]:
     """The suppression of each (channel, address) that has one, by the key as given."""
     wanted: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for channel, address in keys:
@@ -100,17 +111,20 @@ async def find_many(
             sa.tuple_(suppressions.c.channel, suppressions.c.address).in_(list(wanted)),
         )
     )
-    return {key: row for row in rows for key in wanted[(row.channel, row.address)]}
+    return {
+        key: SuppressionRecord.of(row) for row in rows for key in wanted[(row.channel, row.address)]
+    }
 
 
-async def list_suppressions(conn: AsyncConnection, account_id: uuid.UUID) -> Sequence[Row[Any]]:
-    return (
-        await conn.execute(
-            suppressions.select()
-            .where(suppressions.c.account_id == account_id)
-            .order_by(suppressions.c.created_at.desc())
-        )
-    ).all()
+async def list_suppressions(
+    conn: AsyncConnection, account_id: uuid.UUID
+) -> list[SuppressionRecord]:
+    rows = await conn.execute(
+        suppressions.select()
+        .where(suppressions.c.account_id == account_id)
+        .order_by(suppressions.c.created_at.desc())
+    )
+    return SuppressionRecord.of_all(rows.all())
 
 
 async def lift(conn: AsyncConnection, account_id: uuid.UUID, channel: str, address: str) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -54,25 +56,19 @@ def _id() -> sa.Column[Any]:
     return sa.Column("id", sa.Uuid(), primary_key=True)
 
 
-def _account_fk(*, index: bool = True) -> sa.Column[Any]:
+def _parent(name: str, table: str, *, nullable: bool = False, index: bool = True) -> sa.Column[Any]:
+    """A reference to the row this one belongs to: it goes when its parent goes."""
     return sa.Column(
-        "account_id",
+        name,
         sa.Uuid(),
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
+        sa.ForeignKey(f"{table}.id", ondelete="CASCADE"),
+        nullable=nullable,
         index=index,
     )
 
 
-def _person_fk() -> sa.Column[Any]:
-    """The person a row belongs to, and goes with."""
-    return sa.Column(
-        "person_id",
-        sa.Uuid(),
-        sa.ForeignKey("people.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    )
+def _account_fk(*, index: bool = True) -> sa.Column[Any]:
+    return _parent("account_id", "accounts", index=index)
 
 
 def _created_at() -> sa.Column[Any]:
@@ -137,7 +133,7 @@ api_tokens = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    _person_fk(),
+    _parent("person_id", "people"),
     # SHA-256 of the token: the token itself is shown once and never stored.
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
@@ -154,7 +150,7 @@ invitations = sa.Table(
     metadata,
     _id(),
     _account_fk(index=False),
-    _person_fk(),
+    _parent("person_id", "people"),
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
     sa.Column("expires_at", UtcDateTime(), nullable=False),
@@ -207,20 +203,8 @@ notifications = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    sa.Column(
-        "task_id",
-        sa.Uuid(),
-        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
-        nullable=True,  # null only for an invitation (below)
-        index=True,
-    ),
-    sa.Column(
-        "comment_id",
-        sa.Uuid(),
-        sa.ForeignKey("comments.id", ondelete="CASCADE"),
-        nullable=True,
-        index=True,
-    ),
+    _parent("task_id", "tasks", nullable=True),  # null only for an invitation (below)
+    _parent("comment_id", "comments", nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     # What the message says when it is not the comment itself (a scenario's template).
     sa.Column("message_text", sa.Text(), nullable=True),
@@ -241,13 +225,7 @@ messages = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    sa.Column(
-        "notification_id",
-        sa.Uuid(),
-        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _parent("notification_id", "notifications"),
     sa.Column("channel", sa.String(16), nullable=False),
     # The Message-ID header: stable across retries so a duplicate send is recognisable.
     sa.Column("header_message_id", sa.String(255), nullable=False, unique=True),
@@ -261,20 +239,8 @@ deliveries = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    sa.Column(
-        "notification_id",
-        sa.Uuid(),
-        sa.ForeignKey("notifications.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column(
-        "message_id",
-        sa.Uuid(),
-        sa.ForeignKey("messages.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _parent("notification_id", "notifications"),
+    _parent("message_id", "messages"),
     sa.Column("recipient_id", sa.Uuid(), sa.ForeignKey("people.id"), nullable=False),
     # The recipient's place among the notification's: lists and To: follow the task's
     # subscriber order.
@@ -450,3 +416,10 @@ scenarios = sa.Table(
     sa.Column("template", sa.Text(), nullable=False),
     _created_at(),
 )
+
+
+async def insert_new(conn: AsyncConnection, table: sa.Table, **values: Any) -> uuid.UUID:
+    """Insert a row under a fresh id; returns the id."""
+    row_id = uuid.uuid4()
+    await conn.execute(table.insert().values(id=row_id, **values))
+    return row_id

@@ -2,47 +2,29 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.cursors import decode_cursor
 from common.domain import NoticeKind
-from db.tables import comments, people, task_subscribers, tasks
+from db.records import CommentRecord, TaskRecord
+from db.tables import comments, insert_new, people, task_subscribers, tasks
 
-
-class InvalidCursor(ValueError):
-    pass
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class Page:
-    rows: Sequence[Row[Any]]
+class Page(Generic[R]):
+    rows: Sequence[R]
     has_next: bool
     # Only a page read backwards (`last`/`before`) tells whether earlier rows exist.
     has_previous: bool = False
-
-
-def encode_cursor(created_at: dt.datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id.hex}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        created_at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        parsed = dt.datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise InvalidCursor("the cursor is not one this server gave out") from error
 
 
 async def insert_task(
@@ -81,51 +63,49 @@ async def insert_comment(
     is_system: bool,
     now: dt.datetime,
 ) -> uuid.UUID:
-    comment_id = uuid.uuid4()
-    await conn.execute(
-        comments.insert().values(
-            id=comment_id,
-            account_id=account_id,
-            task_id=task_id,
-            author_id=author_id,
-            body=body,
-            is_system=is_system,
-            created_at=now,
-        )
+    return await insert_new(
+        conn,
+        comments,
+        account_id=account_id,
+        task_id=task_id,
+        author_id=author_id,
+        body=body,
+        is_system=is_system,
+        created_at=now,
     )
-    return comment_id
 
 
 async def get_task(
     conn: AsyncConnection, account_id: uuid.UUID, task_id: uuid.UUID
-) -> Row[Any] | None:
-    return (
+) -> TaskRecord | None:
+    row = (
         await conn.execute(
             tasks.select().where(tasks.c.id == task_id, tasks.c.account_id == account_id)
         )
     ).first()
+    return None if row is None else TaskRecord.of(row)
 
 
 async def tasks_by_ids(
     conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[uuid.UUID, TaskRecord]:
     rows = (
         await conn.execute(
             tasks.select().where(tasks.c.account_id == account_id, tasks.c.id.in_(ids))
         )
     ).all()
-    return {row.id: row for row in rows}
+    return {row.id: TaskRecord.of(row) for row in rows}
 
 
 async def comments_by_ids(
     conn: AsyncConnection, account_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Row[Any]]:
+) -> dict[uuid.UUID, CommentRecord]:
     rows = (
         await conn.execute(
             comments.select().where(comments.c.account_id == account_id, comments.c.id.in_(ids))
         )
     ).all()
-    return {row.id: row for row in rows}
+    return {row.id: CommentRecord.of(row) for row in rows}
 
 
 async def subscriber_ids_by_task(
@@ -146,7 +126,7 @@ async def subscriber_ids_by_task(
 
 async def page_tasks(
     conn: AsyncConnection, account_id: uuid.UUID, *, first: int, after: str | None
-) -> Page:
+) -> Page[TaskRecord]:
     """Newest first."""
     query = tasks.select().where(tasks.c.account_id == account_id)
     if after is not None:
@@ -157,7 +137,7 @@ async def page_tasks(
             query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(first + 1)
         )
     ).all()
-    return Page(rows=rows[:first], has_next=len(rows) > first)
+    return Page(rows=TaskRecord.of_all(rows[:first]), has_next=len(rows) > first)
 
 
 async def page_comments(
@@ -167,7 +147,7 @@ async def page_comments(
     include_system: bool,
     first: int,
     after: str | None,
-) -> Page:
+) -> Page[CommentRecord]:
     """Oldest first, as an activity feed reads."""
     query = comments.select().where(comments.c.task_id == task_id)
     if not include_system:
@@ -178,7 +158,7 @@ async def page_comments(
     rows = (
         await conn.execute(query.order_by(comments.c.created_at, comments.c.id).limit(first + 1))
     ).all()
-    return Page(rows=rows[:first], has_next=len(rows) > first)
+    return Page(rows=CommentRecord.of_all(rows[:first]), has_next=len(rows) > first)
 
 
 async def page_comments_backwards(
@@ -188,7 +168,7 @@ async def page_comments_backwards(
     include_system: bool,
     last: int,
     before: str | None,
-) -> Page:
+) -> Page[CommentRecord]:
     """The `last` comments before the cursor (the newest, without one), still oldest
     first: a feed that opens at its newest comments and loads earlier ones on demand."""
     query = comments.select().where(comments.c.task_id == task_id)
@@ -199,7 +179,9 @@ async def page_comments_backwards(
         query = query.where(sa.tuple_(comments.c.created_at, comments.c.id) < (created_at, row_id))
     newest_first = query.order_by(comments.c.created_at.desc(), comments.c.id.desc())
     rows = (await conn.execute(newest_first.limit(last + 1))).all()
-    return Page(rows=rows[:last][::-1], has_next=False, has_previous=len(rows) > last)
+    return Page(
+        rows=CommentRecord.of_all(rows[:last][::-1]), has_next=False, has_previous=len(rows) > last
+    )
 
 
 @dataclass(frozen=True)

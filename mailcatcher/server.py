@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from channels.smtp_listener import SmtpListener
+# The mail catcher receives what our own sender sends: an inbound SMTP server like the
+# bounce listener, so it shares inbound's listener (mailcatcher -> inbound, never back).
+from inbound.smtp_listener import SmtpListener
 from mailcatcher.store import MailStore
 
 DEFAULT_HOST = "127.0.0.1"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+
+from common.time import utcnow
 
 DEFAULT_LIMIT = 500
 
@@ -70,7 +72,7 @@ class MailStore:
         parsed = message_from_bytes(raw, _class=EmailMessage, policy=policy.default)
         stored = StoredMessage(
             id=uuid.uuid4().hex,
-            received_at=datetime.now(UTC),
+            received_at=utcnow(),
             envelope_from=envelope_from,
             envelope_to=tuple(envelope_to),
             raw=raw,

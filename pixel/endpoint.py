@@ -9,12 +9,12 @@ route (`pixel_route`) serves anything that reaches it through Starlette's routin
 from __future__ import annotations
 
 import base64
-import datetime as dt
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from common.metrics import PIXEL_HITS
+from common.time import utcnow
 from common.tokens import PIXEL, verify
 from db.opens import Open
 from pixel.confidence import OpenRules, classify_hit
@@ -77,7 +77,7 @@ class PixelEndpoint:
             await self.recorder.record(
                 Open(
                     pixel_id,
-                    dt.datetime.now(dt.UTC),
+                    utcnow(),
                     verdict.confidence,
                     verdict.network,
                     verdict.reason,

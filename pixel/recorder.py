@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from broadcaster import Broadcast
 
-from common.broadcast import publish_changes
+from broadcast import publish_changes
 from common.events import DeliveryChanged
 from common.metrics import (
     PIXEL_BATCH,
@@ -40,8 +40,8 @@ from common.metrics import (
     PIXEL_UNCOMMITTED,
 )
 from db.engine import Database
+from db.open_writers import BatchWriter, writer_for
 from db.opens import Open
-from pixel.writers import BatchWriter, writer_for
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from broadcaster import Broadcast
-from sqlalchemy.engine import Row
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -17,12 +16,17 @@ from strawberry.types import Info as StrawberryInfo
 
 from common.domain import Plan
 from common.settings import Settings
+from common.time import utcnow
 from db import api_tokens as db_api_tokens
 from db.accounts import Viewer
 from db.engine import Database
+from db.records import AccountRecord, DeliveryRow
+from domain.text import shown
+from live.feed import LiveFeed
 from resolvers.errors import bad_input, plan_required, unauthenticated
 from resolvers.loaders import Loaders
-from resolvers.text import shown
+
+D = TypeVar("D", bound=DeliveryRow)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Services:
     broadcast: Broadcast
     settings: Settings
     wake_worker: Callable[[], None]
+    # The process's one reader of the delivery event log, for every subscription.
+    live: LiveFeed
 
 
 @dataclass
@@ -65,7 +71,7 @@ class Context:
         """Forget cached rows: a subscription's next event must see fresh data."""
         self._loaders = None
 
-    async def account(self) -> Row[Any]:
+    async def account(self) -> AccountRecord:
         """The viewer's account, read once per request (or per subscription event)."""
         viewer = self.require_viewer()
         account = await self.loaders.account.load(viewer.account_id)
@@ -85,9 +91,9 @@ class Context:
         days = self.services.settings.history_days(Plan(account.plan))
         if days is None:
             raise plan_required()
-        return dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        return utcnow() - dt.timedelta(days=days)
 
-    async def visible(self, rows: list[Row[Any]]) -> list[Row[Any]]:
+    async def visible(self, rows: Sequence[D]) -> list[D]:
         """The rows (deliveries with `notified_at`) inside the plan's history window."""
         cutoff = await self.history_cutoff()
         return [row for row in rows if row.notified_at >= cutoff]

@@ -6,6 +6,8 @@ import datetime as dt
 
 from graphql import GraphQLError
 
+from domain.errors import InvalidInput
+
 
 def _error(code: str, message: str, **extensions: object) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
@@ -23,6 +25,15 @@ def not_found(what: str) -> GraphQLError:
 
 def bad_input(message: str, field: str | None = None) -> GraphQLError:
     return _error("BAD_USER_INPUT", message, **({"field": field} if field else {}))
+
+
+def answer_invalid_input(error: GraphQLError) -> GraphQLError:
+    """A rule's InvalidInput (domain/), raised in a resolver, answered as BAD_USER_INPUT
+    naming the field; any other error as it is."""
+    original = error.original_error
+    if isinstance(original, InvalidInput):
+        error.extensions = bad_input(original.message, original.field).extensions
+    return error
 
 
 def plan_required() -> GraphQLError:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
@@ -17,6 +16,7 @@ from db import deliveries as db_deliveries
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
 from db.engine import Database
+from db.records import StatusCount, SuppressionRecord
 
 T = TypeVar("T")
 
@@ -42,10 +42,10 @@ class Loaders:
         self.suppression = self._suppressions()
         self.events = self._many(db_deliveries.events_by_delivery)
 
-    def _status_counts(self) -> DataLoader[uuid.UUID, list[Row[Any]]]:
+    def _status_counts(self) -> DataLoader[uuid.UUID, list[StatusCount]]:
         """Each task's deliveries counted by state (db.deliveries.status_counts_by_task)."""
 
-        async def load(keys: list[uuid.UUID]) -> list[list[Row[Any]]]:
+        async def load(keys: list[uuid.UUID]) -> list[list[StatusCount]]:
             # Counted in the database, so it counts only what the plan shows.
             since = await self._history_cutoff()
             async with self._db.read() as conn:
@@ -54,10 +54,10 @@ class Loaders:
 
         return DataLoader(load_fn=load)
 
-    def _suppressions(self) -> DataLoader[tuple[str, str], Row[Any] | None]:
+    def _suppressions(self) -> DataLoader[tuple[str, str], SuppressionRecord | None]:
         """The suppression of each (channel, address), if there is one."""
 
-        async def load(keys: list[tuple[str, str]]) -> list[Row[Any] | None]:
+        async def load(keys: list[tuple[str, str]]) -> list[SuppressionRecord | None]:
             async with self._db.read() as conn:
                 found = await db_suppressions.find_many(conn, self._account_id, keys)
             return [found.get(key) for key in keys]
@@ -66,11 +66,9 @@ class Loaders:
 
     def _one(
         self,
-        fetch: Callable[
-            [AsyncConnection, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, Row[Any]]]
-        ],
-    ) -> DataLoader[uuid.UUID, Row[Any] | None]:
-        async def load(keys: list[uuid.UUID]) -> list[Row[Any] | None]:
+        fetch: Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, T]]],
+    ) -> DataLoader[uuid.UUID, T | None]:
+        async def load(keys: list[uuid.UUID]) -> list[T | None]:
             async with self._db.read() as conn:
                 found = await fetch(conn, keys)
             return [found.get(key) for key in keys]

@@ -7,172 +7,56 @@ changed and wakes the in-process worker.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import re
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from email.utils import parseaddr
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from graphql import GraphQLError
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from broadcast import publish_changes
 from channels.addresses import is_blocked, literal_address
-from channels.base import ChannelCredentials
-from channels.email import MASK, SmtpServer
-from common.broadcast import publish_changes
+from channels.email.sender import MASK, SmtpServer
 from common.domain import (
     Channel,
     DeliveryState,
     NotificationKind,
     PersonKind,
     ScenarioTrigger,
-    TrackingConsent,
 )
 from common.settings import Settings
+from common.time import utcnow
 from db import accounts as db_accounts
-from db import credentials as db_credentials
 from db import deliveries as db_deliveries
 from db import outbox
 from db import suppressions as db_suppressions
 from db import tasks as db_tasks
-from db.notify import enqueue_notification
+from db.records import AccountRecord, DeliveryRow, PersonRecord
+from domain.channels import configured_channels
+from domain.notifications import enqueue_notification
+from domain.recipients import message_id_domain
 from domain.roles import NEWCOMER
+from domain.scenarios import fire_scenarios
+from domain.text import one_line
+from domain.validation import (
+    PersonFields,
+    not_null,
+    optional_line,
+    validate_body,
+    validate_title,
+)
 from resolvers.context import Info, parse_id
-from resolvers.errors import address_suppressed, bad_input, duplicate_address, not_found
-from resolvers.feed import require_within_history
+from resolvers.errors import (
+    address_suppressed,
+    bad_input,
+    duplicate_address,
+    forbidden,
+    not_found,
+)
+from resolvers.queries import require_within_history
 from resolvers.roles import may_edit_person, require_manager
-from resolvers.scenarios import fire_scenarios
-from resolvers.text import multi_line, one_line, shown
-
-MAX_NAME = 200
-MAX_TITLE = 500
-MAX_BODY = 20_000
-_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _text(value: str, field: str, limit: int, *, lines: bool = False) -> str:
-    cleaned = (multi_line if lines else one_line)(value, field).strip()
-    if not cleaned:
-        raise bad_input(f"'{field}' must not be empty.", field=field)
-    if len(cleaned) > limit:
-        raise bad_input(f"'{field}' is longer than {limit} characters.", field=field)
-    return cleaned
-
-
-def _optional(value: str | None, field: str) -> str | None:
-    """An address: one line of text, or None when empty."""
-    if value is None:
-        return None
-    return one_line(value, field).strip() or None
-
-
-def validate_name(value: str) -> str:
-    return _text(value, "name", MAX_NAME)
-
-
-def validate_email(value: str | None) -> str | None:
-    email = _optional(value, "email")
-    if email is None:
-        return None
-    if len(email) > 320 or not _EMAIL.match(email) or parseaddr(email)[1] != email:
-        raise bad_input(f"'{shown(email)}' is not an email address.", field="email")
-    return email
-
-
-def message_id_domain(mail_from: str) -> str:
-    address = parseaddr(mail_from)[1]
-    return address.rpartition("@")[2] or "beacon.localhost"
-
-
-# ASCII digits only: `\d` would take any script's digits.
-_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
-_TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
-# Bytes, not characters: the address is in a unique index, whose entries PostgreSQL
-# limits to about 2,700 bytes.
-MAX_URL_BYTES = 2000
-
-
-def validate_phone(value: str | None) -> str | None:
-    phone = _optional(value, "phone")
-    if phone is None:
-        return None
-    phone = re.sub(r"[\s().-]", "", phone)
-    if not _PHONE.fullmatch(phone):
-        raise bad_input(
-            f"'{shown(value)}' is not a phone number in international form (+15551234567).",
-            field="phone",
-        )
-    return phone
-
-
-def validate_telegram_chat(value: str | None) -> str | None:
-    chat = _optional(value, "telegramChatId")
-    if chat is not None and not _TELEGRAM_CHAT.fullmatch(chat):
-        raise bad_input(
-            f"'{shown(chat)}' is not a Telegram chat id (a number, or @channelname).",
-            field="telegramChatId",
-        )
-    return chat
-
-
-def validate_webhook_url(value: str | None) -> str | None:
-    url = _optional(value, "webhookUrl")
-    if url is None:
-        return None
-    if len(url.encode()) > MAX_URL_BYTES:
-        raise bad_input(f"'webhookUrl' is longer than {MAX_URL_BYTES} bytes.", field="webhookUrl")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise bad_input(f"'{shown(url)}' is not an http(s) URL.", field="webhookUrl")
-    return url
-
-
-@dataclass(frozen=True)
-class PersonFields:
-    """What a mutation may set on a person: the fields given, validated (a field left out
-    stays as it is)."""
-
-    values: dict[str, Any]
-
-    @classmethod
-    def validate(cls, **given: Any) -> PersonFields:
-        for key, value in given.items():
-            if value is None and key in _NOT_CLEARABLE:
-                field = _NOT_CLEARABLE[key]
-                raise bad_input(
-                    f"'{field}' cannot be null: leave it out to keep it as it is.", field=field
-                )
-        return cls({key: _VALIDATORS[key](value) for key, value in given.items()})
-
-
-# Fields a person always has: an explicit null is a mistake, not "clear it".
-_NOT_CLEARABLE = {"name": "name", "tracking_consent": "trackingConsent"}
-
-
-def _channels(value: list[Channel] | None) -> list[str]:
-    return sorted({Channel(channel).value for channel in value or ()})
-
-
-_VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "name": validate_name,
-    "email": validate_email,
-    "telegram_chat_id": validate_telegram_chat,
-    "phone": validate_phone,
-    "webhook_url": validate_webhook_url,
-    "disabled_channels": _channels,
-    "tracking_consent": lambda consent: TrackingConsent(consent).value,
-}
-
-
-async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[Any]:
+async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> PersonRecord:
     viewer = info.context.require_viewer()
     role = None
     if kind is PersonKind.EMPLOYEE:
@@ -186,7 +70,7 @@ async def add_person(info: Info, kind: PersonKind, fields: PersonFields) -> Row[
         raise _duplicate(taken) from None
 
 
-async def update_person(info: Info, person_id: str, fields: PersonFields) -> Row[Any]:
+async def update_person(info: Info, person_id: str, fields: PersonFields) -> PersonRecord:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
     await may_edit_person(info, parsed)
@@ -205,12 +89,7 @@ def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
     return duplicate_address(taken.column, str(taken.holder.id), taken.holder.name)
 
 
-async def configured_channels(conn: AsyncConnection, account_id: uuid.UUID) -> frozenset[Channel]:
-    credentials = await db_credentials.get_credentials(conn, account_id)
-    return ChannelCredentials(**credentials).configured()
-
-
-async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
+async def _subscribers(info: Info, ids: Sequence[str]) -> list[PersonRecord]:
     parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
     found = await info.context.loaders.person.load_many(parsed)
     missing = [
@@ -227,7 +106,7 @@ async def _subscribers(info: Info, ids: Sequence[str]) -> list[Row[Any]]:
 
 async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> uuid.UUID:
     viewer = info.context.require_viewer()
-    title = _text(title, "title", MAX_TITLE)
+    title = validate_title(title)
     subscribers = await _subscribers(info, subscriber_ids)
     account = await info.context.account()
     now = utcnow()
@@ -270,7 +149,7 @@ async def create_task(info: Info, title: str, subscriber_ids: Sequence[str]) -> 
 
 async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
     viewer = info.context.require_viewer()
-    body = _text(body, "body", MAX_BODY, lines=True)
+    body = validate_body(body)
     task = await info.context.loaders.task.load(parse_id(task_id, "task"))
     if task is None:
         raise not_found("task")
@@ -317,7 +196,7 @@ async def add_comment(info: Info, task_id: str, body: str) -> uuid.UUID:
     return comment_id
 
 
-async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
+async def resend_delivery(info: Info, delivery_id: str) -> DeliveryRow:
     viewer = info.context.require_viewer()
     parsed = parse_id(delivery_id, "delivery")
     await info.context.require_tracking()
@@ -357,24 +236,48 @@ async def resend_delivery(info: Info, delivery_id: str) -> Row[Any]:
     return updated
 
 
+async def mark_read(info: Info, delivery_id: str) -> DeliveryRow:
+    """The viewer read one of their in-app notifications."""
+    viewer = info.context.require_viewer()
+    parsed = parse_id(delivery_id, "delivery")
+    now = utcnow()
+    async with info.context.db.write() as conn:
+        row = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+        if row is None:
+            raise not_found("delivery")
+        if row.channel != Channel.IN_APP.value:
+            raise bad_input("Only in-app notifications are marked read.", field="deliveryId")
+        if row.recipient_id != viewer.person_id:
+            raise forbidden("Only the recipient marks a notification read.")
+        moved = await db_deliveries.transition(
+            conn,
+            [row.id],
+            DeliveryState.READ,
+            {"read_at": now, "sent_at": row.sent_at or now},
+        )
+        if moved:
+            await db_deliveries.add_event(conn, [row.id], "read", now)
+        updated = await db_deliveries.get_delivery(conn, viewer.account_id, parsed)
+    assert updated is not None
+    if moved:
+        await publish_changes(info.context.services.broadcast, [db_deliveries.change_of(updated)])
+    return updated
+
+
 _ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_consent",
                   "count_machine_opens")  # fmt: skip
 
 
-async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
+async def update_account(info: Info, given: dict[str, Any]) -> AccountRecord:
     """Change the settings given; a flag left out stays as it is."""
     viewer = require_manager(info, "Changing account settings")
     values: dict[str, Any] = {}
     for name in _ACCOUNT_FLAGS:
         if name not in given:
             continue
-        if given[name] is None:
-            field = _camel(name)
-            raise bad_input(
-                f"'{field}' cannot be null: leave it out to keep it as it is.", field=field
-            )
+        not_null(name, given[name])
         values[name] = given[name]
-    relay = _optional(given["smtp_relay"], "smtpRelay") if "smtp_relay" in given else None
+    relay = optional_line(given["smtp_relay"], "smtpRelay") if "smtp_relay" in given else None
     server = None if relay is None else _relay(relay, info.context.services.settings)
     async with info.context.db.write() as conn:
         if "smtp_relay" in given:
@@ -386,11 +289,6 @@ async def update_account(info: Info, given: dict[str, Any]) -> Row[Any]:
         row = await db_accounts.update_account(conn, viewer.account_id, values)
     info.context.reset_loaders()
     return row
-
-
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(part.title() for part in rest)
 
 
 def _relay(url: str, settings: Settings) -> SmtpServer:

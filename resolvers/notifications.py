@@ -6,17 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from broadcaster._base import Unsubscribed
+from sqlalchemy.engine import Row
 
-from common.broadcast import publish_changes
+from broadcast.facade import publish_changes
+from common.cursors import InvalidCursor
 from common.events import account_channel
 from db import deliveries as db_deliveries
 from db import notifications as db_notifications
-from db.tasks import InvalidCursor, Page
+from db.tasks import Page
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden
-from resolvers.feed import page_size
+from resolvers.queries import page_size
 
 
 def _own(info: Info, person_id: str) -> uuid.UUID:
@@ -28,7 +31,7 @@ def _own(info: Info, person_id: str) -> uuid.UUID:
 
 async def notifications(
     info: Info, person_id: str, first: int | None, after: str | None, unread_only: bool
-) -> Page:
+) -> Page[Row[Any]]:
     own = _own(info, person_id)
     account_id = info.context.require_viewer().account_id
     try:

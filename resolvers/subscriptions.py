@@ -1,32 +1,20 @@
-"""`deliveryUpdated(taskId, after)`: what the client missed since its cursor, read from
-the database, then the live feed, with nothing lost and nothing twice.
-
-The seam: the subscription joins the live feed first, at the feed's position `start`.
-Every event the live feed hands it later lies past `start`; the replay reads exactly
-the events up to `start` that the cursor had not seen. Live updates whose events the
-cursor had all seen (it may come from a node further ahead) are skipped.
-"""
+"""`deliveryUpdated(taskId, after)`: the arguments checked, then the updates the live
+feed has for the viewer (live/resume.py), its failures as GraphQL errors."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
 from graphql import GraphQLError
 
-from db import event_log
-from resolvers.context import Context, Info, parse_id
+from live.feed import Overflow
+from live.positions import InvalidCursor, Position, decode_cursor
+from live.resume import CursorAhead, updates_after
+from live.updates import LiveUpdate
+from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
-from resolvers.live import LiveFeed, Overflow
-from resolvers.live_updates import LiveUpdate, SharedResults, load_updates, shared_context
-from resolvers.positions import InvalidCursor, Position, decode_cursor
-
-
-def live_feed(info: Info) -> LiveFeed:
-    """The process's live feed (web/app.py keeps it in the app's state)."""
-    feed = getattr(info.context.request.app.state, "live_feed", None)
-    assert isinstance(feed, LiveFeed), "the app has no live feed"
-    return feed
 
 
 def overflow() -> GraphQLError:
@@ -51,52 +39,14 @@ async def delivery_updates(
             since = decode_cursor(after)
         except InvalidCursor as error:
             raise bad_input(f"'after': {error}.", field="after") from None
-    async with live_feed(info).listen(info.context) as listener:
-        if since is not None:
-            for update in await replay(info.context, since, listener.start, wanted):
+    async with (
+        info.context.services.live.listen(info.context) as listener,
+        contextlib.aclosing(updates_after(listener, since, wanted)) as updates,
+    ):
+        try:
+            async for update in updates:
                 yield update
-        while True:
-            try:
-                updates = await listener.next_batch()
-            except Overflow:
-                raise overflow() from None
-            for update in updates:
-                if wanted is not None and update.task_id != wanted:
-                    continue
-                if since is not None:
-                    if all(since.covers(event_id) for event_id in update.event_ids):
-                        continue  # seen before the client reconnected
-                    if not update.position.includes(since):
-                        yield update.at(update.position.union(since))
-                        continue
-                    since = None  # the feed has caught up with the cursor
-                yield update
-
-
-async def replay(
-    context: Context, since: Position, start: Position, task_id: uuid.UUID | None
-) -> list[LiveUpdate]:
-    """Updates for the events up to `start` that `since` has not seen, oldest first."""
-    account_id = context.require_viewer().account_id
-    async with context.db.read() as conn:
-        if since.high > await event_log.latest_event_id(conn):
-            raise bad_input("'after' is ahead of every delivery event.", field="after")
-        events = await event_log.account_events_between(
-            conn,
-            account_id,
-            task_id,
-            after=since.high,
-            upto=start.high,
-            also=since.gaps,
-            excluded=start.gaps,
-        )
-    shared = shared_context(context)
-    loaded = await load_updates(shared, [(row.id, row.delivery_id) for row in events])
-    updates = []
-    for delivery, status_rows, event_ids in loaded:
-        latest = event_ids[-1]
-        seen = Position(latest, frozenset(gap for gap in start.gaps if gap < latest))
-        updates.append(
-            LiveUpdate(delivery, status_rows, event_ids, seen.union(since), SharedResults(shared))
-        )
-    return updates
+        except CursorAhead:
+            raise bad_input("'after' is ahead of every delivery event.", field="after") from None
+        except Overflow:
+            raise overflow() from None

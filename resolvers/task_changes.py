@@ -8,18 +8,9 @@ import uuid
 from collections.abc import Sequence
 
 from db import task_changes as db_task_changes
+from domain.validation import validate_title
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
-from resolvers.text import one_line
-
-MAX_TITLE = 500  # as createTask
-
-
-def _title(value: str) -> str:
-    title = one_line(value, "title").strip()
-    if not title or len(title) > MAX_TITLE:
-        raise bad_input(f"'title' must be 1 to {MAX_TITLE} characters.", field="title")
-    return title
 
 
 async def update_task(
@@ -27,7 +18,7 @@ async def update_task(
 ) -> uuid.UUID:
     viewer = info.context.require_viewer()
     parsed = parse_id(task_id, "task")
-    cleaned = None if title is None else _title(title)
+    cleaned = None if title is None else validate_title(title)
     async with info.context.db.write() as conn:
         found = await db_task_changes.update_task(
             conn,

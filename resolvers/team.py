@@ -11,7 +11,7 @@ from typing import Any
 from graphql import GraphQLError
 from sqlalchemy.engine import Row
 
-from common.broadcast import publish_changes
+from broadcast.facade import publish_changes
 from common.domain import Channel, NotificationKind, PersonKind
 from common.tokens import INVITATION, invitation_secret, verify
 from db import api_tokens as db_api_tokens
@@ -19,14 +19,15 @@ from db import invitations as db_invitations
 from db import people as db_people
 from db.accounts import Viewer
 from db.erasure import erase_person
-from db.notify import enqueue_notification
+from db.records import PersonRecord
+from domain.notifications import enqueue_notification
+from domain.recipients import message_id_domain
 from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
+from domain.text import one_line
 from live.token_sockets import publish_revoked
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
-from resolvers.mutations import message_id_domain
 from resolvers.roles import require_manager, viewer_role
-from resolvers.text import one_line
 
 MAX_TOKEN_NAME = 200
 
@@ -52,7 +53,7 @@ def _tokens_allowed(info: Info, person_id: uuid.UUID, action: str) -> None:
         )
 
 
-async def employee(info: Info, person_id: str) -> Row[Any]:
+async def employee(info: Info, person_id: str) -> PersonRecord:
     """A person of the viewer's account who can sign in."""
     parsed = parse_id(person_id, "person")
     person = await info.context.loaders.person.load(parsed)
@@ -63,7 +64,7 @@ async def employee(info: Info, person_id: str) -> Row[Any]:
     return person
 
 
-async def token_holder(info: Info, person_id: str) -> Row[Any]:
+async def token_holder(info: Info, person_id: str) -> PersonRecord:
     person = await info.context.loaders.person.load(parse_id(person_id, "person"))
     assert person is not None, "a token goes with its person"
     return person
@@ -106,7 +107,7 @@ async def revoke_api_token(info: Info, token_id: str) -> Row[Any]:
     return revoked
 
 
-async def set_role(info: Info, person_id: str, role: Role) -> Row[Any]:
+async def set_role(info: Info, person_id: str, role: Role) -> PersonRecord:
     viewer = require_manager(info, "Changing a person's role")
     person = await employee(info, person_id)
     current = Role(person.role) if person.role else Role.MEMBER

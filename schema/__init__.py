@@ -7,6 +7,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
+from domain.errors import InvalidInput
+from resolvers.errors import answer_invalid_input
 from schema.operations import Mutation, Query, Subscription
 
 
@@ -16,13 +18,21 @@ def _is_unexpected(error: Exception) -> bool:
         return True
     if error.extensions and "code" in error.extensions:
         return False
+    if isinstance(error.original_error, InvalidInput):
+        return False
     # Errors from parsing and validating the document carry no original error.
     return error.original_error is not None
 
 
 class MaskUnexpectedErrors(MaskErrors):
+    """Answers a rule's InvalidInput as BAD_USER_INPUT, and hides what we did not
+    raise on purpose."""
+
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_unexpected)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return super()._process_errors([answer_invalid_input(error) for error in errors])
 
 
 class BeaconSchema(strawberry.Schema):

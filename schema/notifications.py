@@ -9,8 +9,9 @@ import strawberry
 from sqlalchemy.engine import Row
 
 from common import domain
+from common.cursors import encode_cursor
 from db.notifications import text_of
-from db.tasks import Page, encode_cursor
+from db.tasks import Page
 from resolvers import notifications
 from resolvers.context import Info
 from schema.types import PageInfo
@@ -53,7 +54,7 @@ class NotificationConnection:
     page_info: PageInfo
 
 
-def notification_connection(page: Page) -> NotificationConnection:
+def notification_connection(page: Page[Row[Any]]) -> NotificationConnection:
     edges = [
         NotificationEdge(
             node=Notification.from_row(row), cursor=encode_cursor(row.created_at, row.id)

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import strawberry
 
 from common import domain
-from resolvers import channels, feed, mutations, scenarios, subscriptions
+from domain.validation import PersonFields
+from live.updates import LiveUpdate, send_directly
+from resolvers import credentials, mutations, queries, scenarios, subscriptions
 from resolvers.context import Info
-from resolvers.live_updates import LiveUpdate, send_directly
 from resolvers.roles import require_manager
 from schema.team import TeamMutation, TeamQuery, TeamSubscription
 from schema.types import (
@@ -114,26 +115,26 @@ class CreateScenarioInput:
 class Query(TeamQuery):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
-        return Person.from_row(await feed.viewer(info))
+        return Person.from_row(await queries.viewer(info))
 
     @strawberry.field
     async def account(self, info: Info) -> Account:
-        return Account.from_row(await feed.account(info))
+        return Account.from_row(await queries.account(info))
 
     @strawberry.field
     async def people(self, info: Info) -> list[Person]:
-        return [Person.from_row(row) for row in await feed.people(info)]
+        return [Person.from_row(row) for row in await queries.people(info)]
 
     @strawberry.field
     async def task(self, info: Info, id: strawberry.ID) -> Task | None:
-        row = await feed.task(info, id)
+        row = await queries.task(info, id)
         return Task(row=row) if row is not None else None
 
     @strawberry.field
     async def tasks(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Task]:
-        page = await feed.tasks_page(info, first, after)
+        page = await queries.tasks_page(info, first, after)
         return task_connection(page.rows, page.has_next)
 
     @strawberry.field
@@ -142,15 +143,15 @@ class Query(TeamQuery):
 
     @strawberry.field
     async def suppressions(self, info: Info) -> list[Suppression]:
-        return [Suppression.from_row(row) for row in await feed.suppressions(info)]
+        return [Suppression.from_row(row) for row in await queries.suppressions(info)]
 
     @strawberry.field
     async def bounces(self, info: Info, unparsed_only: bool = False) -> list[Bounce]:
-        return [Bounce.from_row(row) for row in await feed.bounces(info, unparsed_only)]
+        return [Bounce.from_row(row) for row in await queries.bounces(info, unparsed_only)]
 
     @strawberry.field
     async def delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:
-        row = await feed.delivery(info, id)
+        row = await queries.delivery(info, id)
         return Delivery(row=row) if row is not None else None
 
 
@@ -160,7 +161,7 @@ class Mutation(TeamMutation):
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)
         kind = domain.PersonKind(given.pop("kind"))
-        row = await mutations.add_person(info, kind, mutations.PersonFields.validate(**given))
+        row = await mutations.add_person(info, kind, PersonFields.validate(**given))
         return Person.from_row(row)
 
     @strawberry.mutation
@@ -170,26 +171,26 @@ class Mutation(TeamMutation):
         given = _given(input)
         if "disabled_channels" in given and given["disabled_channels"] is None:
             given["disabled_channels"] = []
-        row = await mutations.update_person(info, id, mutations.PersonFields.validate(**given))
+        row = await mutations.update_person(info, id, PersonFields.validate(**given))
         return Person.from_row(row)
 
     @strawberry.mutation
     async def set_channel_credentials(self, info: Info, input: ChannelCredentialsInput) -> Account:
-        return Account.from_row(await channels.set_channel_credentials(info, _given(input)))
+        return Account.from_row(await credentials.set_channel_credentials(info, _given(input)))
 
     @strawberry.mutation
     async def mark_read(self, info: Info, delivery_id: strawberry.ID) -> Delivery:
-        return Delivery(row=await channels.mark_read(info, delivery_id))
+        return Delivery(row=await mutations.mark_read(info, delivery_id))
 
     @strawberry.mutation
     async def create_task(self, info: Info, input: CreateTaskInput) -> Task:
         task_id = await mutations.create_task(info, input.title, input.subscriber_ids)
-        return Task(row=await feed.fresh_task(info, task_id))
+        return Task(row=await queries.fresh_task(info, task_id))
 
     @strawberry.mutation
     async def add_comment(self, info: Info, input: AddCommentInput) -> Comment:
         comment_id = await mutations.add_comment(info, input.task_id, input.body)
-        return Comment(row=await feed.fresh_comment(info, comment_id))
+        return Comment(row=await queries.fresh_comment(info, comment_id))
 
     @strawberry.mutation
     async def resend_delivery(self, info: Info, id: strawberry.ID) -> Delivery:

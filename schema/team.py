@@ -12,7 +12,7 @@ import strawberry
 from sqlalchemy.engine import Row
 
 from domain.roles import Role
-from resolvers import feed, notifications, task_changes, team
+from resolvers import notifications, queries, task_changes, team
 from resolvers.context import Info
 from resolvers.errors import bad_input
 from schema.types import Person, Task
@@ -135,21 +135,21 @@ class TeamMutation:
         task_id = await task_changes.update_task(
             info, id, title=_given(input.title), closed=_given(input.closed)
         )
-        return Task(row=await feed.fresh_task(info, task_id))
+        return Task(row=await queries.fresh_task(info, task_id))
 
     @strawberry.mutation
     async def add_subscribers(
         self, info: Info, task_id: strawberry.ID, person_ids: list[strawberry.ID]
     ) -> Task:
         changed = await task_changes.change_subscribers(info, task_id, person_ids, add=True)
-        return Task(row=await feed.fresh_task(info, changed))
+        return Task(row=await queries.fresh_task(info, changed))
 
     @strawberry.mutation
     async def remove_subscribers(
         self, info: Info, task_id: strawberry.ID, person_ids: list[strawberry.ID]
     ) -> Task:
         changed = await task_changes.change_subscribers(info, task_id, person_ids, add=False)
-        return Task(row=await feed.fresh_task(info, changed))
+        return Task(row=await queries.fresh_task(info, changed))
 
 
 @strawberry.type

@@ -7,18 +7,28 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import strawberry
-from sqlalchemy.engine import Row
 
-from channels.email import masked_relay
+from channels.email.sender import masked_relay
 from common import domain
-from db.tasks import encode_cursor
+from common.cursors import encode_cursor
+from db.records import (
+    AccountRecord,
+    BounceRecord,
+    CommentRecord,
+    DeliveryRow,
+    PersonRecord,
+    ScenarioRecord,
+    StatusCount,
+    SuppressionRecord,
+    TaskRecord,
+)
 from domain.roles import Role
-from resolvers import feed, notifications
+from live.updates import SharedResults
+from resolvers import notifications, queries
 from resolvers.context import Info
-from resolvers.live_updates import SharedResults
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
 for _enum in (
@@ -80,7 +90,7 @@ class Account:
     count_machine_opens: bool
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Account:
+    def from_row(cls, row: AccountRecord) -> Account:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -100,7 +110,7 @@ class Account:
     @strawberry.field
     async def configured_channels(self, info: Info) -> list[domain.Channel]:
         """The channels this account can send on; provider channels need credentials."""
-        return sorted(await feed.configured_channels(info), key=list(domain.Channel).index)
+        return sorted(await queries.account_channels(info), key=list(domain.Channel).index)
 
 
 @strawberry.type
@@ -119,7 +129,7 @@ class Person:
     )
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Person:
+    def from_row(cls, row: PersonRecord) -> Person:
         return cls(
             id=strawberry.ID(str(row.id)),
             kind=domain.PersonKind(row.kind),
@@ -169,17 +179,17 @@ class DeliveryEvent:
 def _held_until(root: Delivery) -> dt.datetime | None:
     if root.row.state != domain.DeliveryState.QUEUED.value:
         return None  # a hold is written only on queued deliveries, and matters only there
-    return root.row.held_until  # type: ignore[no-any-return]
+    return root.row.held_until
 
 
 async def _suppression(root: Delivery, info: Info) -> Suppression | None:
-    row = await feed.suppression(info, root.row.channel, root.row.address)
+    row = await queries.suppression(info, root.row.channel, root.row.address)
     return Suppression.from_row(row) if row is not None else None
 
 
 @strawberry.type
 class Delivery:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[DeliveryRow]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -197,7 +207,7 @@ class Delivery:
 
     @strawberry.field
     def address(self) -> str:
-        return str(self.row.address)
+        return self.row.address
 
     @strawberry.field
     def state(self) -> domain.DeliveryState:
@@ -205,31 +215,31 @@ class Delivery:
 
     @strawberry.field
     def attempts(self) -> int:
-        return int(self.row.attempts)
+        return self.row.attempts
 
     @strawberry.field
     def queued_at(self) -> dt.datetime:
-        return self.row.queued_at  # type: ignore[no-any-return]
+        return self.row.queued_at
 
     @strawberry.field
     def sent_at(self) -> dt.datetime | None:
-        return self.row.sent_at  # type: ignore[no-any-return]
+        return self.row.sent_at
 
     @strawberry.field
     def failed_at(self) -> dt.datetime | None:
-        return self.row.failed_at  # type: ignore[no-any-return]
+        return self.row.failed_at
 
     @strawberry.field
     def delivered_at(self) -> dt.datetime | None:
-        return self.row.delivered_at  # type: ignore[no-any-return]
+        return self.row.delivered_at
 
     @strawberry.field
     def read_at(self) -> dt.datetime | None:
-        return self.row.read_at  # type: ignore[no-any-return]
+        return self.row.read_at
 
     @strawberry.field
     def open_count(self) -> int:
-        return int(self.row.open_count)
+        return self.row.open_count
 
     @strawberry.field
     def read_confidence(self) -> domain.ReadConfidence | None:
@@ -238,11 +248,11 @@ class Delivery:
 
     @strawberry.field
     def provider_message_id(self) -> str | None:
-        return self.row.provider_message_id  # type: ignore[no-any-return]
+        return self.row.provider_message_id
 
     @strawberry.field
     def accepted_by(self) -> str | None:
-        return self.row.accepted_by  # type: ignore[no-any-return]
+        return self.row.accepted_by
 
     @strawberry.field
     def error(self) -> DeliveryError | None:
@@ -271,7 +281,7 @@ class Delivery:
     )
 
 
-RowsLoader = Callable[[], Awaitable[list[Row[Any]]]]
+RowsLoader = Callable[[], Awaitable[Sequence[DeliveryRow]]]
 
 
 @strawberry.type
@@ -297,14 +307,14 @@ class DeliveryStatus:
         return [Delivery(row=row) for row in await self.rows()]
 
     @classmethod
-    def from_rows(cls, rows: list[Row[Any]] | None) -> DeliveryStatus | None:
+    def from_rows(cls, rows: Sequence[DeliveryRow] | None) -> DeliveryStatus | None:
         """The status of these deliveries."""
         if rows is None:
             return None
         queued = domain.DeliveryState.QUEUED.value
         held = [row.held_until for row in rows if row.state == queued and row.held_until]
 
-        async def known() -> list[Row[Any]]:
+        async def known() -> Sequence[DeliveryRow]:
             return rows
 
         return cls._of(
@@ -315,16 +325,19 @@ class DeliveryStatus:
         )
 
     @classmethod
-    def from_counts(cls, counts: list[Row[Any]] | None, rows: RowsLoader) -> DeliveryStatus | None:
+    def from_counts(
+        cls, counts: list[StatusCount] | None, rows: RowsLoader
+    ) -> DeliveryStatus | None:
         """The status from counts by state (db.deliveries.status_counts_by_task); its
         deliveries are read by `rows` if asked for."""
         if counts is None:
             return None
         by_state: Counter[domain.DeliveryState] = Counter()
-        held, held_until = 0, []
+        held, held_until = 0, list[dt.datetime]()
         for row in counts:
             by_state[domain.DeliveryState(row.state)] += row.deliveries
-            if row.state == domain.DeliveryState.QUEUED.value and row.held:
+            # `held` counts the non-null hold times, so `held_until` is set when it is.
+            if row.state == domain.DeliveryState.QUEUED.value and row.held and row.held_until:
                 held += row.held
                 held_until.append(row.held_until)
         return cls._of(domain.summarize_counts(by_state), held, min(held_until, default=None), rows)
@@ -357,8 +370,8 @@ async def overall_status(
 ) -> DeliveryStatus | None:
     """A task's icon over its own notification and its comments'."""
     return DeliveryStatus.from_counts(
-        await feed.task_status_counts(info, task_id, include_system),
-        lambda: feed.all_task_deliveries(info, task_id, include_system),
+        await queries.task_status_counts(info, task_id, include_system),
+        lambda: queries.all_task_deliveries(info, task_id, include_system),
     )
 
 
@@ -383,7 +396,7 @@ async def _update_task_status(
 
 @strawberry.type
 class Task:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[TaskRecord]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -391,15 +404,15 @@ class Task:
 
     @strawberry.field
     def title(self) -> str:
-        return str(self.row.title)
+        return self.row.title
 
     @strawberry.field
     def created_at(self) -> dt.datetime:
-        return self.row.created_at  # type: ignore[no-any-return]
+        return self.row.created_at
 
     @strawberry.field
     async def subscribers(self, info: Info) -> list[Person]:
-        return [Person.from_row(row) for row in await feed.subscribers(info, self.row.id)]
+        return [Person.from_row(row) for row in await queries.subscribers(info, self.row.id)]
 
     @strawberry.field
     async def created_by(self, info: Info) -> Person | None:
@@ -412,12 +425,12 @@ class Task:
     @strawberry.field
     def closed_at(self) -> dt.datetime | None:
         """When the task was closed (updateTask); null while it is open."""
-        return self.row.closed_at  # type: ignore[no-any-return]
+        return self.row.closed_at
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
         """The icon of the task's own notification (its creation)."""
-        return DeliveryStatus.from_rows(await feed.task_deliveries(info, self.row.id))
+        return DeliveryStatus.from_rows(await queries.task_deliveries(info, self.row.id))
 
     overall_status: DeliveryStatus | None = strawberry.field(
         resolver=_task_overall_status, description=_OVERALL
@@ -435,7 +448,7 @@ class Task:
     ) -> Connection[Comment]:
         """Oldest first. `first`/`after` pages forwards from the oldest; `last`/`before`
         backwards from the newest (a feed that shows its newest comments)."""
-        page = await feed.comments_page(
+        page = await queries.comments_page(
             info, self.row.id, include_system, first, after, last, before
         )
         return _connection(page.rows, page.has_next, Comment, page.has_previous)
@@ -443,7 +456,7 @@ class Task:
 
 @strawberry.type
 class Comment:
-    row: strawberry.Private[Row[Any]]
+    row: strawberry.Private[CommentRecord]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -472,11 +485,11 @@ class Comment:
 
     @strawberry.field
     def created_at(self) -> dt.datetime:
-        return self.row.created_at  # type: ignore[no-any-return]
+        return self.row.created_at
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:
-        return DeliveryStatus.from_rows(await feed.comment_deliveries(info, self.row.id))
+        return DeliveryStatus.from_rows(await queries.comment_deliveries(info, self.row.id))
 
 
 @strawberry.type(description="An inbound bounce, auto-reply or complaint, kept as received.")
@@ -488,7 +501,7 @@ class Bounce:
     delivery_id: strawberry.ID | None
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Bounce:
+    def from_row(cls, row: BounceRecord) -> Bounce:
         return cls(
             id=strawberry.ID(str(row.id)),
             received_at=row.received_at,
@@ -509,7 +522,7 @@ class Scenario:
     template: str
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Scenario:
+    def from_row(cls, row: ScenarioRecord) -> Scenario:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -529,7 +542,7 @@ class Suppression:
     created_at: dt.datetime
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Suppression:
+    def from_row(cls, row: SuppressionRecord) -> Suppression:
         return cls(
             channel=domain.Channel(row.channel),
             address=row.address,
@@ -549,7 +562,7 @@ class DeliveryUpdate:
         "this update first, then the live stream: nothing lost, nothing twice."
     )
     # The same object goes to every subscriber of the account on this node; the
-    # selection is executed once per update (see resolvers/live.py).
+    # selection is executed once per update (see live/feed.py).
     shared: strawberry.Private[SharedResults | None] = None
 
     task_status: DeliveryStatus | None = strawberry.field(
@@ -559,7 +572,7 @@ class DeliveryUpdate:
 
 
 def _connection(
-    rows: Sequence[Row[Any]],
+    rows: Sequence[TaskRecord] | Sequence[CommentRecord],
     has_next: bool,
     node_type: Callable[..., N],
     has_previous: bool = False,
@@ -578,7 +591,7 @@ def _connection(
     )
 
 
-def task_connection(rows: Sequence[Row[Any]], has_next: bool) -> Connection[Task]:
+def task_connection(rows: Sequence[TaskRecord], has_next: bool) -> Connection[Task]:
     return _connection(rows, has_next, Task)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from channels.base import Notice
-from channels.email import OutgoingEmail, render_notification
-from channels.email_bounce import verp_address
+from channels.email.mime import OutgoingEmail, render_notification
+from channels.email.verp import return_path
 from common.domain import NotificationKind
 from common.settings import Settings
-from common.tokens import BOUNCE, PIXEL, sign
+from common.tokens import PIXEL, sign
 from db.deliveries import SendBatch
 from db.tasks import NotificationContent
 from sending.invitation_email import invitation_email
@@ -22,7 +22,7 @@ def pixel_url(settings: Settings, pixel_id: str) -> str:
 def envelope_sender(settings: Settings, message_key: str) -> str:
     """A VERP return path, `bounces+<token>@BOUNCE_DOMAIN`: a bounce that comes back to it
     names the message it is about, and the token's MAC proves we sent it."""
-    return verp_address(sign(message_key, settings.secret_key, BOUNCE), settings.bounce_domain)
+    return return_path(message_key, settings.secret_key, settings.bounce_domain)
 
 
 def compose_email(

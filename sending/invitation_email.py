@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import html
 import uuid
-from typing import Any
-
-from sqlalchemy.engine import Row
 
 from common.settings import Settings
 from common.tokens import invitation_secret
+from db.records import NotificationRecord
 
 SUBJECT = "[Beacon] You are invited to sign in"
 _STYLE = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
@@ -25,7 +23,7 @@ def invitation_link(settings: Settings, invitation_id: uuid.UUID) -> str:
     return f"{settings.public_base_url}/#/invitation/{secret}"
 
 
-def invitation_email(settings: Settings, notification: Row[Any]) -> tuple[str, str, str]:
+def invitation_email(settings: Settings, notification: NotificationRecord) -> tuple[str, str, str]:
     """(subject, text, html) of the invitation this notification sends."""
     intro = notification.message_text or "You are invited to Beacon."
     if notification.invitation_id is None:  # the invitation went with its person

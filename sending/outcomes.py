@@ -10,15 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Outcome, RecipientResult
 from common.domain import Channel, DeliveryState
 from common.settings import Settings
 from db.deliveries import NewEvent, SendBatch, add_events, hold, transition
+from db.records import DeliveryRow
 from db.suppressions import suppress_address_of
-from db.tables import deliveries
 from sending.backoff import retry_delay
 
 # The code of a delivery refused because its address is on the suppression list.
@@ -30,7 +29,7 @@ class Attempt:
     """One send try of one message, as the worker saw it."""
 
     batch: SendBatch
-    pending: list[Row[Any]]
+    pending: list[DeliveryRow]
     results: dict[str, RecipientResult]
     # Addresses over their rate limit, and when they may receive mail again.
     held_back: dict[str, dt.datetime]
@@ -44,7 +43,7 @@ class Writes:
     sent: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
     failed: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
-    suppress: list[tuple[Row[Any], str]] = field(default_factory=list)
+    suppress: list[tuple[DeliveryRow, str]] = field(default_factory=list)
     # (delivery id, until when) for each delivery the rate limit holds back.
     held: list[tuple[uuid.UUID, dt.datetime]] = field(default_factory=list)
 
@@ -131,26 +130,7 @@ def add_outcomes(
     return retry_at
 
 
-async def count_attempts(
-    conn: AsyncConnection, delivery_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """Count one more attempt on each delivery still queued (it is no longer held back);
-    returns the new counts."""
-    if not delivery_ids:
-        return {}
-    result = await conn.execute(
-        deliveries.update()
-        .where(
-            deliveries.c.id.in_(delivery_ids),
-            deliveries.c.state == DeliveryState.QUEUED.value,
-        )
-        .values(attempts=deliveries.c.attempts + 1, held_until=None)
-        .returning(deliveries.c.id, deliveries.c.attempts)
-    )
-    return {row.id: row.attempts for row in result.all()}
-
-
-def _mark_sent(writes: Writes, row: Row[Any], result: RecipientResult, now: dt.datetime) -> None:
+def _mark_sent(writes: Writes, row: DeliveryRow, result: RecipientResult, now: dt.datetime) -> None:
     writes.sent.append(
         (
             row.id,
@@ -169,7 +149,7 @@ def _mark_sent(writes: Writes, row: Row[Any], result: RecipientResult, now: dt.d
 
 def _mark_failed(
     writes: Writes,
-    row: Row[Any],
+    row: DeliveryRow,
     code: str,
     message: str,
     permanent: bool,
@@ -190,7 +170,7 @@ def _mark_failed(
     writes.events.append(NewEvent(row.id, event, now, message))
 
 
-def _suppression_reason(row: Row[Any], result: RecipientResult) -> str | None:
+def _suppression_reason(row: DeliveryRow, result: RecipientResult) -> str | None:
     """Why a permanent failure puts the address on the suppression list, if it does."""
     if row.channel == Channel.TELEGRAM.value and result.code == "403":
         # A bot the person blocked stays blocked: sending again only earns more 403s.

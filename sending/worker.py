@@ -14,35 +14,36 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from broadcaster import Broadcast
-from sqlalchemy.engine import Row
 
+from broadcast import publish_changes
 from channels.base import ChannelCredentials, MessengerChannel, Outcome, RecipientResult
-from channels.email import EmailSender, SmtpServer
-from common.broadcast import publish_changes
+from channels.email.sender import EmailSender, SmtpServer
 from common.domain import Channel
 from common.events import DeliveryChanged
 from common.metrics import SENDS
 from common.settings import Settings
+from common.time import utcnow
 from db import outbox
 from db.accounts import accounts_by_ids
 from db.credentials import get_credentials
 from db.deliveries import (
     SendBatch,
     change_of,
+    count_attempts,
     load_send_batches,
     queued_counts,
     recent_sends,
 )
 from db.engine import Database
 from db.purge import purge
+from db.records import AccountRecord
 from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
 from sending.compose import compose_email, compose_notice
-from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes, count_attempts
+from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes
 
 # The code of a send that failed with an unexpected exception (a bug, or input a channel
 # did not expect).
@@ -51,22 +52,18 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 log = logging.getLogger(__name__)
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _PreparedJob:
     """A claimed job, and what the round read for it: what to send, and to whom."""
 
     job: outbox.ClaimedJob
     # None: the message is gone, or has nothing queued; the job is only finished.
     batch: SendBatch | None = None
-    account: Row[Any] | None = None
+    account: AccountRecord | None = None
     content: NotificationContent | None = None
     credentials: ChannelCredentials | None = None
     to_send: list[str] = field(default_factory=list)
@@ -82,7 +79,7 @@ class _Reads:
     """What a round's jobs need, read in one transaction."""
 
     batches: dict[uuid.UUID, SendBatch]
-    accounts: dict[uuid.UUID, Row[Any]]
+    accounts: dict[uuid.UUID, AccountRecord]
     # By notification id.
     contents: dict[uuid.UUID, NotificationContent]
     # By (account, channel): the normal form of each suppressed address, and why.
@@ -190,7 +187,7 @@ class Worker:
             await self._handle(plans)
         return len(jobs)
 
-    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_Plan]]:
+    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_PreparedJob]]:
         now = self.clock()
         async with self.db.write() as conn:
             jobs = await outbox.claim(
@@ -200,9 +197,9 @@ class Worker:
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=self.settings.worker_batch_size,
             )
-        return jobs, (await self._plan_all(jobs) if jobs else [])
+        return jobs, (await self._prepare_all(jobs) if jobs else [])
 
-    async def _handle(self, plans: list[_Plan]) -> None:
+    async def _handle(self, plans: list[_PreparedJob]) -> None:
         """Send, and record every outcome in one transaction. Where that fails, each job
         is recorded alone, so that one bad job cannot hold back the others; a job that
         fails alone stays leased and is tried again when its lease runs out."""
@@ -227,7 +224,7 @@ class Worker:
         for job_changes in changes:
             await publish_changes(self.broadcast, job_changes)
 
-    async def _plan_all(self, jobs: list[outbox.ClaimedJob]) -> list[_Plan]:
+    async def _prepare_all(self, jobs: list[outbox.ClaimedJob]) -> list[_PreparedJob]:
         try:
             reads = await self._read(jobs)
             readable = [(job, reads) for job in jobs]
@@ -243,17 +240,17 @@ class Worker:
                     )
         # In claim order, with no await in between: each plan counts its sends against
         # the rate limit before the next one looks.
-        plans: list[_Plan] = []
+        plans: list[_PreparedJob] = []
         messages: set[uuid.UUID] = set()
         for job, reads in readable:
             if job.message_id in messages:
                 # A second job for a message in this round: sending it again would be a
                 # duplicate; the first job keeps what it does not send.
-                plans.append(_Plan(job))
+                plans.append(_PreparedJob(job))
                 continue
             messages.add(job.message_id)
             try:
-                plans.append(self._plan(job, reads))
+                plans.append(self._prepare(job, reads))
             except Exception:
                 log.exception("worker %s: job %s failed; it will be retried", self.name, job.job_id)
         return plans
@@ -304,10 +301,10 @@ class Worker:
                 )
         return _Reads(batches, accounts, contents, suppressed, credentials, recent)
 
-    def _plan(self, job: outbox.ClaimedJob, reads: _Reads) -> _Plan:
+    def _prepare(self, job: outbox.ClaimedJob, reads: _Reads) -> _PreparedJob:
         batch = reads.batches.get(job.message_id)
         if batch is None or not batch.pending:
-            return _Plan(job)
+            return _PreparedJob(job)
         account = reads.accounts[batch.message.account_id]
         channel = Channel(batch.message.channel)
         known = reads.suppressed[(account.id, channel.value)]
@@ -327,7 +324,7 @@ class Worker:
             # round, for the same address, must see this send.
             reserved.update((account.id, a) for a in addresses if a not in held_back)
             self._in_flight += reserved
-        return _Plan(
+        return _PreparedJob(
             job=job,
             batch=batch,
             account=account,
@@ -339,7 +336,7 @@ class Worker:
             reserved=reserved,
         )
 
-    async def _send(self, plan: _Plan) -> Attempt | None:
+    async def _send(self, plan: _PreparedJob) -> Attempt | None:
         """The attempt; None when there was nothing to send."""
         batch, account, content = plan.batch, plan.account, plan.content
         if batch is None or account is None or content is None:
@@ -368,7 +365,7 @@ class Worker:
         )
 
     def _internal_error(
-        self, plan: _Plan, channel: Channel, error: Exception
+        self, plan: _PreparedJob, channel: Channel, error: Exception
     ) -> list[RecipientResult]:
         # Once per attempt and without the address (the exception's text may quote it);
         # the traceback only at debug level.
@@ -391,7 +388,7 @@ class Worker:
 
     async def _deliver(
         self,
-        account: Row[Any],
+        account: AccountRecord,
         batch: SendBatch,
         content: NotificationContent,
         envelope: list[str],

@@ -12,9 +12,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from common.broadcast import create_broadcast
+from broadcast import create_broadcast
 from common.settings import Settings
 from db.engine import Database
+from inbound.bounce_listener import BounceListener
+from live.feed import LiveFeed
 from live.token_sockets import TokenSockets
 from mailcatcher.routes import mailbox_routes
 from mailcatcher.server import MailCatcher
@@ -23,8 +25,6 @@ from pixel.confidence import load_rules
 from pixel.endpoint import pixel_route
 from pixel.recorder import OpenRecorder
 from resolvers.context import Services
-from resolvers.live import LiveFeed
-from sending.bounce_listener import BounceListener
 from sending.worker import Worker
 from web.callbacks import email_bounce_route, sms_route, whatsapp_routes
 from web.dashboard import dashboard_routes
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Starlette:
         broadcast=broadcast,
         settings=settings,
         wake_worker=worker.wake if worker else lambda: None,
+        live=live,
     )
     # Per node: with several API nodes a client gets the limits on each.
     rate_limiter = RateLimiter(
@@ -120,8 +121,6 @@ def create_app(settings: Settings) -> Starlette:
     app.body_timeout = settings.body_timeout_seconds
     app.log_pixel_hits = settings.log_pixel_hits
     app.state.services = services
-    # The subscriptions' shared reader of the event log (resolvers/subscriptions.py).
-    app.state.live_feed = live
     return app
 
 

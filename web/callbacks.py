@@ -7,7 +7,6 @@ to check with) is found from the payload itself.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import json
 import logging
@@ -20,15 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from broadcast import publish_changes
 from channels import sms, whatsapp
 from channels.base import ProviderReport
-from common.broadcast import publish_changes
 from common.domain import Channel
 from common.metrics import CALLBACKS
+from common.time import utcnow
 from db import credentials as db_credentials
 from db.engine import Database
-from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
-from sending.reports import apply_reports
+from inbound.bounces import MAX_BOUNCE_BYTES, record_bounce
+from inbound.reports import apply_reports
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,7 @@ async def _apply(
     reports: Sequence[ProviderReport],
     account_ids: Collection[uuid.UUID],
 ) -> Response:
-    outcome = await apply_reports(
-        db, reports, received_at=dt.datetime.now(dt.UTC), account_ids=account_ids
-    )
+    outcome = await apply_reports(db, reports, received_at=utcnow(), account_ids=account_ids)
     await publish_changes(broadcast, outcome.changes)
     return JSONResponse(
         {"applied": outcome.applied, "duplicates": outcome.duplicates, "unknown": outcome.unknown}

@@ -30,15 +30,15 @@ from strawberry.types.unset import UnsetType
 
 from common.metrics import REQUESTS_LIMITED, WEBSOCKETS_OPEN
 from common.settings import Settings
+from live.shared_results import SharedResultExecutor, encode_next
 from live.token_sockets import TokenSockets
+from live.transport import LegacyWS, TransportWS, WebSocketAdapter, refuse_with
 from resolvers.context import Context, Services, authenticate
 from schema import BeaconSchema, MaskUnexpectedErrors
 from schema.operations import Mutation, Query, Subscription
 from web.graphiql import graphiql_page
 from web.limits import document_too_large, limit_extensions, too_many_subscriptions
 from web.rate_limits import RateLimiter, bearer_key, rate_limited_message
-from web.shared_results import SharedResultExecutor, encode_next
-from web.ws_protocols import LegacyWS, TransportWS, WebSocketAdapter, refuse_with
 
 # GraphQL over HTTP: clients that ask for this media type get 4xx for request errors.
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"

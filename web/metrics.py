@@ -4,7 +4,6 @@ scrape time (any node can answer for the shared queue)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from common.metrics import SEND_QUEUE_JOBS, SEND_QUEUE_OLDEST_AGE
+from common.time import utcnow
 from db.engine import Database
 from db.queue_stats import queue_stats
 from web.health import metrics as render_metrics
@@ -24,7 +24,7 @@ QUERY_TIMEOUT_SECONDS = 2.0
 
 
 async def refresh_queue_metrics(db: Database) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     async with asyncio.timeout(QUERY_TIMEOUT_SECONDS), db.read() as conn:
         stats = await queue_stats(conn, now)
     SEND_QUEUE_JOBS.labels("due").set(stats.due)

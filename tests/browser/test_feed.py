@@ -16,7 +16,7 @@ from common.domain import Channel, NotificationKind
 from db import accounts as db_accounts
 from db import tasks as db_tasks
 from db.engine import Database
-from db.notify import enqueue_notification
+from domain.notifications import enqueue_notification
 from tests.browser.dashboard import Api, Dashboard, task_with_a_comment
 from tests.browser.support import Beacon, screenshot
 from tests.support.server import ROOT

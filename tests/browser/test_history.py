@@ -23,7 +23,7 @@ from tests.browser.support import Beacon, screenshot
 pytestmark = pytest.mark.browser
 
 # Each event type as the server writes it, with a detail in the shape its writer uses
-# (sending/outcomes.py, sending/bounces.py, sending/reports.py, db/opens.py, resolvers/),
+# (sending/outcomes.py, inbound/bounces.py, inbound/reports.py, db/opens.py, resolvers/),
 # and one type from a newer server that this page does not know.
 EVENTS = [
     ("retry_scheduled", "attempt 1: 451 4.7.1 Try again later; next at 2026-12-03T05:00:00+00:00"),

@@ -138,8 +138,8 @@ async def test_an_invitation_link_signs_the_teammate_in_once(
     await dashboard.signed_in(with_sink.token)
     panel = page.locator("#invite-panel")
     await panel.locator("summary").click()
-    await panel.get_by_label("Name").fill("Nina")
-    await panel.get_by_label("Email").fill("nina@example.test")
+    await panel.get_by_label("Teammate").fill("Nina")
+    await panel.get_by_label("Their address").fill("nina@example.test")
     await panel.get_by_role("button", name="Send invitation").click()
     await expect(panel.get_by_role("status")).to_have_text(
         "Invitation sent to Nina (nina@example.test)."

@@ -23,7 +23,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from channels.email_bounce import parse_bounce, verp_token
+from channels.email.bounce import parse_bounce
+from channels.email.verp import verp_token
 from db.engine import Database
 from db.tables import notifications
 from tests.e2e.helpers import (

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from channels.email_bounce import parse_bounce, verp_address, verp_token
+from channels.email.bounce import parse_bounce
+from channels.email.verp import verp_address, verp_token
 from common.tokens import BOUNCE, sign
 from db.engine import Database
 from db.tables import bounces

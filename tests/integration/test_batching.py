@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from db.accounts import Viewer
 from db.engine import Database
+from live.feed import LiveFeed
 from resolvers.context import Context, Services
 from schema import schema
 from tests.support.builders import (
@@ -129,11 +130,13 @@ async def run_query(
     variables: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The query's data as `viewer` gets it, and every statement it sent."""
+    broadcast = Broadcast("memory://")
     services = Services(
         db=db,
-        broadcast=Broadcast("memory://"),
+        broadcast=broadcast,
         settings=make_settings(tmp_path),
         wake_worker=lambda: None,
+        live=LiveFeed(db, broadcast),
     )
     context = Context(
         services=services,

@@ -1,4 +1,4 @@
-"""The SMTP listener at the VERP return path (sending/bounce_listener.py), in this process,
+"""The SMTP listener at the VERP return path (inbound/bounce_listener.py), in this process,
 on SQLite and PostgreSQL: a bounce proves itself by the MAC of the token in the address
 it is sent to, or is refused before its data is taken."""
 
@@ -11,13 +11,14 @@ import aiosmtplib
 import pytest
 from broadcaster import Broadcast
 
-from channels.email_bounce import parse_bounce, verp_address
+from channels.email.bounce import parse_bounce
+from channels.email.verp import verp_address
 from common.domain import DeliveryState
 from common.tokens import BOUNCE, sign
 from db.engine import Database
 from db.suppressions import list_suppressions
 from db.tables import bounces
-from sending.bounce_listener import BounceListener
+from inbound.bounce_listener import BounceListener
 from tests.integration.test_bounces import KEY, sent_delivery_for
 from tests.support.builders import count_rows, delivery, message_of
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.email_bounce import parse_bounce
+from channels.email.bounce import parse_bounce
 from common.domain import DeliveryState
 from common.tokens import BOUNCE, sign
 from db import bounces as db_bounces
@@ -16,7 +16,7 @@ from db.deliveries import transition
 from db.engine import Database
 from db.suppressions import list_suppressions
 from db.tables import bounces
-from sending.bounces import record_bounce
+from inbound.bounces import record_bounce
 from tests.support.builders import (
     SECRET_KEY,
     T0,

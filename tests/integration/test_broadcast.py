@@ -18,8 +18,8 @@ import pytest
 from prometheus_client import REGISTRY
 from redis import asyncio as aioredis
 
-from common.broadcast import Broadcast, Resync, create_broadcast
-from common.broadcast_backends import MemoryBackend, PostgresBackend, RedisBackend
+from broadcast import Broadcast, Resync, create_broadcast
+from broadcast.backends import MemoryBackend, PostgresBackend, RedisBackend
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support.redis_service import REDIS_URL, require_redis
 from tests.support.services import require_service

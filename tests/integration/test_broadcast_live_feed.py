@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from starlette.requests import Request
 
-from common.broadcast import Broadcast, create_broadcast, publish_changes
+from broadcast import Broadcast, create_broadcast, publish_changes
 from common.domain import Plan
 from db.accounts import Viewer
 from db.deliveries import add_event
 from db.engine import Database
+from live.feed import Listener, LiveFeed
+from live.positions import Position
+from live.resume import replay
+from live.updates import LiveUpdate
 from resolvers.context import Context, Services
-from resolvers.live import Listener, LiveFeed
-from resolvers.live_updates import LiveUpdate
-from resolvers.positions import Position
-from resolvers.subscriptions import replay
 from tests.support.builders import (
     T0,
     Scenario,
@@ -57,7 +57,11 @@ async def running_feed(
 
 def context_for(db: Database, broadcast: Broadcast, scenario: Scenario, tmp_path: Path) -> Context:
     services = Services(
-        db=db, broadcast=broadcast, settings=make_settings(tmp_path), wake_worker=lambda: None
+        db=db,
+        broadcast=broadcast,
+        settings=make_settings(tmp_path),
+        wake_worker=lambda: None,
+        live=LiveFeed(db, broadcast),
     )
     viewer = Viewer(account_id=scenario.account_id, person_id=scenario.account.owner_id)
     return Context(

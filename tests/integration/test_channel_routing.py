@@ -12,9 +12,9 @@ from common.domain import Channel, DeliveryState, NotificationKind, PersonKind
 from db import accounts as db_accounts
 from db.deliveries import add_event, transition
 from db.engine import Database
-from db.notify import enqueue_notification
 from db.tables import deliveries, messages, provider_reports
-from sending.reports import apply_reports
+from domain.notifications import enqueue_notification
+from inbound.reports import apply_reports
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
     T0,

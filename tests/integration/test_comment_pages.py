@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from db.accounts import Viewer
 from db.engine import Database
+from live.feed import LiveFeed
 from resolvers.context import Context, Services
 from schema import schema
 from tests.support.builders import add_comments, create_account, create_task, make_settings
@@ -31,12 +32,14 @@ query Page($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {
 async def run(
     db: Database, tmp_path: Path, viewer: Viewer, task_id: uuid.UUID, **variables: Any
 ) -> Any:
+    broadcast = Broadcast("memory://")
     context = Context(
         services=Services(
             db=db,
-            broadcast=Broadcast("memory://"),
+            broadcast=broadcast,
             settings=make_settings(tmp_path),
             wake_worker=lambda: None,
+            live=LiveFeed(db, broadcast),
         ),
         request=Request({"type": "http", "headers": []}),
         response=None,

@@ -14,9 +14,9 @@ from common.domain import Channel, DeliveryState, NotificationKind, Plan
 from common.events import DeliveryChanged
 from db import deliveries as db_deliveries
 from db.engine import Database
-from db.notify import enqueue_notification
 from db.opens import Open, record_opens
 from db.tables import deliveries, delivery_events, messages, notifications, send_jobs
+from domain.notifications import enqueue_notification
 from tests.support.builders import (
     MESSAGE_ID_DOMAIN,
     T0,

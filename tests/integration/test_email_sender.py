@@ -11,13 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from channels.base import Outcome, RecipientResult
-from channels.email import (
-    EmailSender,
-    OutgoingEmail,
-    SmtpServer,
-    build_mime,
-    render_notification,
-)
+from channels.email.mime import OutgoingEmail, build_mime, render_notification
+from channels.email.sender import EmailSender, SmtpServer
 from tests.support.services import require_service
 from tests.support.smtp_sink import SmtpSink
 
@@ -156,19 +151,21 @@ async def test_when_every_recipient_is_refused_each_keeps_its_reply_and_nothing_
 async def test_a_refused_recipients_address_is_logged_only_at_debug_level(
     smtp_sink: SmtpSink, sender: EmailSender, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="channels.email")
+    caplog.set_level(logging.INFO, logger="channels.email.sender")
     await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
-    lines = [record.getMessage() for record in caplog.records if record.name == "channels.email"]
+    lines = [
+        record.getMessage() for record in caplog.records if record.name == "channels.email.sender"
+    ]
     assert lines  # the refusal is logged...
     assert not [line for line in lines if "reject@x.test" in line]  # ...without the address
 
     caplog.clear()
-    caplog.set_level(logging.DEBUG, logger="channels.email")
+    caplog.set_level(logging.DEBUG, logger="channels.email.sender")
     await sender.send(make_email("reject@x.test"), sink_url(smtp_sink))
     assert [
         record.levelname
         for record in caplog.records
-        if record.name == "channels.email" and "reject@x.test" in record.getMessage()
+        if record.name == "channels.email.sender" and "reject@x.test" in record.getMessage()
     ] == ["DEBUG"]
 
 

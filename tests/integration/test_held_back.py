@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from broadcaster import Broadcast
 
-from channels.email import EmailSender
+from channels.email.sender import EmailSender
 from db.engine import Database
 from sending.worker import Worker
 from tests.support.builders import (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from channels.email_bounce import parse_bounce
+from channels.email.bounce import parse_bounce
 from common.tokens import BOUNCE, sign
 from db.engine import Database
-from sending.bounces import record_bounce
+from inbound.bounces import record_bounce
 from tests.support.builders import SECRET_KEY
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "bounces" / "postfix_hard_5.1.1.eml"
@@ -31,10 +31,10 @@ async def test_a_bounce_naming_no_message_of_ours_is_logged_without_its_addresse
     assert any(address in report.summary for address in addresses)
 
     # when
-    caplog.set_level(logging.INFO, logger="sending.bounces")
+    caplog.set_level(logging.INFO, logger="inbound.bounces")
     await record_bounce(db, SECRET_KEY.encode(), raw, source="http")
 
     # then: the line is there, the addresses are not
-    lines = [record.getMessage() for record in caplog.records if record.name == "sending.bounces"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "inbound.bounces"]
     assert [line for line in lines if "names no message of ours" in line]
     assert not [line for line in lines for address in addresses if address in line]

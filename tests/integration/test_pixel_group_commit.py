@@ -15,13 +15,13 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 
-from common.broadcast import create_broadcast
+from broadcast import create_broadcast
 from common.domain import DeliveryState
 from db.deliveries import transition
 from db.engine import Database
+from db.open_writers import BatchWriter, writer_for
 from db.opens import Open, Recorded, record_opens
 from pixel.recorder import CROWD, OpenRecorder
-from pixel.writers import BatchWriter, writer_for
 from tests.support.builders import T0, commented_task, delivery, events_of, message_of
 
 

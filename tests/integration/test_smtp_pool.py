@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from channels.base import Outcome
-from channels.email import EmailSender, OutgoingEmail, SmtpServer
+from channels.email.mime import OutgoingEmail
+from channels.email.sender import EmailSender, SmtpServer
 from tests.support.smtp_sink import SmtpSink
 
 

@@ -1,6 +1,6 @@
 """An account's own SMTP relay is a tenant's choice of host: the sender connects to it only
 at a public address, the one it checked, and keeps TLS checking the relay's name
-(channels/email.py with channels/addresses.py). Against real SMTP servers on loopback,
+(channels/email/sender.py with channels/addresses.py). Against real SMTP servers on loopback,
 with host-name answers faked where a test needs a name."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from channels import addresses
 from channels.base import Outcome
-from channels.email import EmailSender, SmtpServer
+from channels.email.sender import EmailSender, SmtpServer
 from tests.integration.test_email_sender import make_email
 from tests.support.services import require_service
 from tests.support.smtp_sink import SmtpSink

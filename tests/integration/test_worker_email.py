@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
-from channels.email import EmailSender
-from channels.email_bounce import verp_token
+from channels.email.sender import EmailSender
+from channels.email.verp import verp_token
 from common.domain import DeliveryState, Plan
 from common.events import DeliveryChanged, account_channel
 from common.settings import Settings

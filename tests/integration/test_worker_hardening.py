@@ -14,7 +14,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
 from channels.base import RecipientResult
-from channels.email import EmailSender, OutgoingEmail, SmtpServer
+from channels.email.mime import OutgoingEmail
+from channels.email.sender import EmailSender, SmtpServer
 from common.domain import DeliveryState
 from db.engine import Database
 from db.suppressions import list_suppressions

@@ -23,8 +23,10 @@ from common.settings import Settings
 from db import accounts as db_accounts
 from db import tasks as db_tasks
 from db.engine import Database
-from db.notify import enqueue_notification
+from db.records import AccountRecord, PersonRecord
 from db.tables import deliveries, delivery_events, messages, send_jobs
+from domain.notifications import enqueue_notification
+from domain.recipients import Addressee
 
 MESSAGE_ID_DOMAIN = "beacon.test"
 SECRET_KEY = "test-secret-key"
@@ -104,7 +106,7 @@ async def create_account(
     return AccountSetup(account_id=new.account_id, owner_id=new.person_id, token=new.token)
 
 
-async def account_row(db: Database, account_id: uuid.UUID) -> Row[Any]:
+async def account_row(db: Database, account_id: uuid.UUID) -> AccountRecord:
     async with db.read() as conn:
         return await db_accounts.get_account(conn, account_id)
 
@@ -115,7 +117,7 @@ async def add_people(
     emails: Sequence[str | None],
     *,
     kind: PersonKind = PersonKind.CONTACT,
-) -> list[Row[Any]]:
+) -> list[PersonRecord]:
     """One person per entry (None: a person without an email address), named p0, p1, …"""
     async with db.write() as conn:
         return [
@@ -151,7 +153,7 @@ async def notify_task_created(
     account_id: uuid.UUID,
     task_id: uuid.UUID,
     *,
-    recipients: Sequence[Row[Any]],
+    recipients: Sequence[Addressee],
     now: dt.datetime = T0,
 ) -> list[DeliveryChanged]:
     """The task's own notification (what createTask enqueues)."""
@@ -189,7 +191,7 @@ async def add_comment(
     task_id: uuid.UUID,
     *,
     author_id: uuid.UUID | None,
-    recipients: Sequence[Row[Any]],
+    recipients: Sequence[Addressee],
     body: str = "Looks good",
     is_system: bool = False,
     now: dt.datetime = T0,
@@ -226,7 +228,7 @@ async def add_comments(
     task_id: uuid.UUID,
     *,
     author_id: uuid.UUID | None,
-    recipients: Sequence[Row[Any]],
+    recipients: Sequence[Addressee],
     count: int,
     now: dt.datetime = T0,
 ) -> list[Notified]:
@@ -301,7 +303,7 @@ class Scenario:
     """An account with a task whose subscribers got one comment notification."""
 
     account: AccountSetup
-    people: list[Row[Any]]
+    people: list[PersonRecord]
     notified: Notified
 
     @property

@@ -9,10 +9,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
+from common.service import Service
 from tests.support.reading import untimed_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServerProcess:
+class ServerProcess(Service):
     """`async with ServerProcess(env) as server:` waits until /healthz answers."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
@@ -94,15 +94,3 @@ class ServerProcess:
         except TimeoutError:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
-
-    async def __aenter__(self) -> ServerProcess:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from channels.smtp_listener import SmtpListener
+from inbound.smtp_listener import SmtpListener
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
-from typing import Self
+
+from common.service import Service
 
 _CHUNK = 65536
 
 
-class TcpProxy:
+class TcpProxy(Service):
     def __init__(
         self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
@@ -116,18 +116,6 @@ class TcpProxy:
             self._links.discard(link)
             client.abort()
             upstream.abort()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.email_bounce import (
-    BounceKind,
-    BounceReport,
-    RecipientStatus,
-    parse_bounce,
-    verp_address,
-    verp_token,
-)
+from channels.email.bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from channels.email.verp import verp_address, verp_token
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolvers.positions import InvalidCursor, Position, decode_cursor, encode_cursor
+from live.positions import InvalidCursor, Position, decode_cursor, encode_cursor
 
 
 def test_a_position_covers_what_it_reached_except_its_gaps() -> None:

@@ -11,7 +11,7 @@ from graphql import ExecutionResult
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 
-from web.shared_results import SharedData, _OperationSender, _start, encode_next
+from live.shared_results import SharedData, _OperationSender, _start, encode_next
 
 
 def test_a_next_message_with_shared_data_encodes_as_plain_json_would() -> None:

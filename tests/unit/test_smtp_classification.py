@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 
 from channels.base import Outcome
-from channels.email import (
+from channels.email.mime import render_notification
+from channels.email.sender import (
     Security,
     SmtpServer,
     classify_smtp_reply,
     masked_relay,
     rejects_mailbox,
-    render_notification,
 )
 from common.domain import NoticeKind
 

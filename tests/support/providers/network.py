@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Self
+
+from common.service import Service
 
 
 @contextlib.contextmanager
@@ -23,7 +23,7 @@ def refused_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-class SilentServer:
+class SilentServer(Service):
     """Accepts connections, reads what it is sent, and never answers."""
 
     def __init__(self) -> None:
@@ -48,19 +48,15 @@ class SilentServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
         for writer in list(self._writers):
             writer.close()
-        await self._server.wait_closed()
+        await server.wait_closed()

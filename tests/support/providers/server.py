@@ -13,13 +13,14 @@ import json
 import socket
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
 from starlette.requests import Request
 from starlette.types import ASGIApp
+
+from common.service import Service
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class LocalServer:
+class LocalServer(Service):
     def __init__(self, app: ASGIApp) -> None:
         self._server = _Server(
             uvicorn.Config(
@@ -111,15 +112,3 @@ class LocalServer:
         self._server.should_exit = True
         await self._task
         self._task = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

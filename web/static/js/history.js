@@ -42,7 +42,7 @@ function duration(seconds) {
   return new Intl.NumberFormat(language(), { style: "unit", unit, unitDisplay: "long" }).format(value);
 }
 
-// Why an address is on the suppression list (sending/bounces.py, sending/outcomes.py).
+// Why an address is on the suppression list (inbound/bounces.py, sending/outcomes.py).
 const SUPPRESSION_REASONS = [
   ["hard bounce: ", "history.reason.hardBounce"],
   ["spam complaint: ", "history.reason.complaint"],

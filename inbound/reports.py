@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import ProviderReport, ReportStatus
@@ -23,8 +22,7 @@ from common.events import DeliveryChanged
 from common.metrics import CALLBACKS
 from db.deliveries import add_event, change_of, delivery_by_provider_id, transition
 from db.engine import Database
-from db.reports import record_once
-from db.tables import deliveries
+from db.reports import mark_read, note_delivered, record_once
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +80,10 @@ async def _apply(conn: AsyncConnection, delivery_id: uuid.UUID, report: Provider
     if report.status is ReportStatus.SENT:
         await add_event(conn, ids, "provider_sent", at)
     elif report.status is ReportStatus.DELIVERED:
-        await conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id, deliveries.c.delivered_at.is_(None))
-            .values(delivered_at=at)
-        )
+        await note_delivered(conn, delivery_id, at)
         await add_event(conn, ids, "delivered", at)
     elif report.status is ReportStatus.READ:
-        await transition(
-            conn,
-            ids,
-            DeliveryState.READ,
-            {
-                "read_at": at,
-                "sent_at": sa.func.coalesce(
-                    deliveries.c.sent_at, sa.literal(at, deliveries.c.sent_at.type)
-                ),
-            },
-        )
+        await mark_read(conn, delivery_id, at)
         await add_event(conn, ids, "read", at)
     else:
         message = report.error_message or "the provider reported a failure"

@@ -24,7 +24,7 @@ import broadcaster
 from broadcaster import Event
 from broadcaster._base import Subscriber
 
-from common.broadcast_backends import ConnectionLost, ReconnectingBackend, create_backend
+from broadcast.backends import ConnectionLost, ReconnectingBackend, create_backend
 from common.events import DeliveryChanged
 from common.metrics import BROADCAST_RECONNECTS
 

@@ -10,12 +10,11 @@ import logging
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from broadcaster import Broadcast
 
-from channels.email_bounce import verp_token
-from channels.smtp_listener import SmtpListener
-from common.broadcast import publish_changes
-from common.tokens import BOUNCE, verify
+from broadcast import publish_changes
+from channels.email.verp import message_key_of, verp_token
 from db.engine import Database
-from sending.bounces import MAX_BOUNCE_BYTES, record_bounce
+from inbound.bounces import MAX_BOUNCE_BYTES, record_bounce
+from inbound.smtp_listener import SmtpListener
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class _BounceHandler:
         # or a general inbox, and a bounce must prove which message of ours it is about
         # (ADR 0016). A forged token is refused here, before any data is taken or kept.
         token = verp_token(address)
-        if token is None or verify(token, self.secret_key, BOUNCE) is None:
+        if token is None or message_key_of(token, self.secret_key) is None:
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -18,10 +18,8 @@ What a message becomes (`BounceKind`):
 - anything else is UNPARSEABLE, with a summary for whoever reviews it.
 
 A DSN or a recognisable bounce wins over auto-reply headers: Postfix, Exim and Gmail all
-mark their own bounces `Auto-Submitted: auto-replied`.
-
-VERP: the envelope sender of each message is `bounces+<token>@<bounce domain>`, so the
-token of the delivery comes back as the envelope recipient of its bounce.
+mark their own bounces `Auto-Submitted: auto-replied`. The VERP token (channels/email/verp.py)
+is read from the envelope and headers; whether it is genuine is the caller's question.
 """
 
 from __future__ import annotations
@@ -38,13 +36,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
 
+from channels.email.verp import verp_token
+
 __all__ = [
     "BounceKind",
     "BounceReport",
     "RecipientStatus",
     "parse_bounce",
-    "verp_address",
-    "verp_token",
 ]
 
 
@@ -90,44 +88,6 @@ class BounceReport:
     verp_token: str | None
     original_message_id: str | None  # "<id@host>", as in our Message-ID header
     summary: str  # one human line, e.g. "hard bounce for bob@x.test: 5.1.1 User unknown"
-
-
-# --- VERP ---------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"[A-Za-z0-9_~=-]+(?:\.[A-Za-z0-9_~=-]+)*")
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*/=?^_`{|}~-]+)*")
-
-
-def verp_address(token: str, domain: str, local_part: str = "bounces") -> str:
-    """`bounces+<token>@<domain>`; ValueError for a token that cannot sit in a local part."""
-    if not _TOKEN.fullmatch(token):
-        raise ValueError(f"a VERP token must be a non-empty URL-safe string, not {token!r}")
-    if not _LOCAL_PART.fullmatch(local_part):
-        raise ValueError(f"invalid VERP local part {local_part!r}")
-    domain = domain.strip()
-    if not domain or "@" in domain or any(char.isspace() or char in "<>" for char in domain):
-        raise ValueError(f"invalid VERP domain {domain!r}")
-    return f"{local_part}+{token}@{domain}"
-
-
-def verp_token(address: str, local_part: str = "bounces") -> str | None:
-    """The token of a VERP address (`Bounces+tok@d`, `<bounces+tok@d>`, `Name <…>`).
-
-    The local part compares case-insensitively; the token keeps its case. None when the
-    address is not one of ours. The domain is not checked.
-    """
-    try:
-        addr = email.utils.parseaddr(address)[1] or address
-    except Exception:
-        addr = address
-    addr = addr.strip().strip("<>").strip()
-    local, at, domain = addr.rpartition("@")
-    if not at or not domain or not local:
-        return None
-    base, plus, token = local.partition("+")
-    if not plus or base.lower() != local_part.lower():
-        return None
-    return token if _TOKEN.fullmatch(token) else None
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from common.metrics import REQUESTS_LIMITED
-from web.shared_results import LiveTransportWS
+from live.shared_results import LiveTransportWS
 
 INIT_TIMEOUT_CODE = 4408
 INIT_TIMEOUT_REASON = "Connection initialisation timeout"

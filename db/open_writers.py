@@ -1,4 +1,4 @@
-"""How a batch of opens reaches the database in as few waits as possible.
+"""How a batch of opens (pixel/recorder.py) reaches the database in as few waits as possible.
 
 Under load the event loop is busy with requests, and every await of a database answer
 waits its turn behind them: a batch that takes five round trips (checkout, BEGIN, the

@@ -8,7 +8,7 @@ from typing import Any
 
 from broadcaster import Event
 
-from common.broadcast_backends.base import ReconnectingBackend
+from broadcast.backends.base import ReconnectingBackend
 
 
 class MemoryBackend(ReconnectingBackend):

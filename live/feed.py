@@ -19,25 +19,23 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
-from sqlalchemy.engine import Row
 
 from common.events import account_channel
 from common.metrics import SUBSCRIPTIONS_ACTIVE
 from db import event_log
 from db.engine import Database
-from resolvers.context import Context
-from resolvers.live_updates import (
+from db.records import DeliveryRow
+from live.context import LiveContext, shared_context
+from live.positions import Position
+from live.updates import (
     EventRef,
     LiveUpdate,
     SharedResults,
     load_updates,
-    shared_context,
 )
-from resolvers.positions import Position
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class Listener:
     """One subscription's inbox. `start` is the feed's position when it joined: every
     batch it receives holds only events past it."""
 
-    def __init__(self, context: Context, start: Position, limit: int) -> None:
+    def __init__(self, context: LiveContext, start: Position, limit: int) -> None:
         self.context = context
         self.start = start
         self._limit = limit
@@ -116,7 +114,7 @@ class LiveFeed:
         self._task = None
 
     @contextlib.asynccontextmanager
-    async def listen(self, context: Context) -> AsyncIterator[Listener]:
+    async def listen(self, context: LiveContext) -> AsyncIterator[Listener]:
         """Updates of the context viewer's account from now on, in batches."""
         account_id = context.require_viewer().account_id
         # Joined between two reads of the log, never during one: a read that began
@@ -237,11 +235,11 @@ class LiveFeed:
 
 
 def _positioned(
-    loaded: list[tuple[Row[Any], list[Row[Any]], tuple[int, ...]]],
+    loaded: list[tuple[DeliveryRow, list[DeliveryRow], tuple[int, ...]]],
     start: Position,
     visible: list[int],
     settled: set[int],
-    context: Context,
+    context: LiveContext,
 ) -> list[LiveUpdate]:
     """Live updates in order, each at the position reached once it is seen: `start`
     plus everything this read saw up to the update's latest event."""

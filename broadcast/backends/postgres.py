@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from broadcaster import Event
 
-from common.broadcast_backends.base import (
+from broadcast.backends.base import (
     KEEPALIVE_SECONDS,
     ConnectionLost,
     ReconnectingBackend,

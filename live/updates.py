@@ -9,12 +9,11 @@ from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.engine import Row
-
 from common.metrics import LIVE_MESSAGES
 from db import event_log
-from resolvers.context import Context
-from resolvers.positions import Position, encode_cursor
+from db.records import DeliveryRow
+from live.context import LiveContext
+from live.positions import Position, encode_cursor
 
 T = TypeVar("T")
 
@@ -30,7 +29,7 @@ class SharedResults:
 
     __slots__ = ("context", "results")
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: LiveContext) -> None:
         self.context = context
         self.results: dict[Hashable, asyncio.Future[Any]] = {}
 
@@ -52,8 +51,8 @@ class LiveUpdate:
 
     def __init__(
         self,
-        delivery: Row[Any],
-        status_rows: list[Row[Any]],
+        delivery: DeliveryRow,
+        status_rows: list[DeliveryRow],
         event_ids: tuple[int, ...],
         position: Position,
         shared: SharedResults,
@@ -87,7 +86,7 @@ class LiveUpdate:
 
 class DirectSender(Protocol):
     """The transport of the subscription running in this task, when it can take an
-    update's shared result as it is (web/shared_results.py)."""
+    update's shared result as it is (live/shared_results.py)."""
 
     # The subscription's selection, once it has been executed for a first update.
     selection_key: Hashable | None
@@ -135,20 +134,9 @@ async def _shared_data(update: LiveUpdate, sender: DirectSender | None) -> Any:
     return None if result.errors else result.data
 
 
-def shared_context(context: Context) -> Context:
-    """A context like `context` (same services, viewer, connection) with fresh loaders."""
-    return Context(
-        services=context.services,
-        request=context.request,
-        response=None,
-        viewer=context.viewer,
-        connection_params=context.connection_params,
-    )
-
-
 async def load_updates(
-    context: Context, events: Sequence[EventRef]
-) -> list[tuple[Row[Any], list[Row[Any]], tuple[int, ...]]]:
+    context: LiveContext, events: Sequence[EventRef]
+) -> list[tuple[DeliveryRow, list[DeliveryRow], tuple[int, ...]]]:
     """For the deliveries these events (of the context's account) name: the delivery,
     the deliveries behind its icon, and its events, ordered by its latest event.
     Nothing when the account's plan has no tracking."""

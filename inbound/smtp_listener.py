@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiosmtpd.smtp import SMTP
+
+from common.service import Service
 
 
 class _TrackedSMTP(SMTP):
@@ -29,7 +30,7 @@ class _TrackedSMTP(SMTP):
         self._on_lost(self)
 
 
-class SmtpListener:
+class SmtpListener(Service):
     """aiosmtpd's SMTP protocol on `loop.create_server`, without the Controller's thread.
 
     Living in the caller's loop lets handlers share state with that loop's code directly
@@ -118,15 +119,3 @@ class SmtpListener:
     async def wait_until_idle(self) -> None:
         """Until no client is connected (for example, after a client gave up)."""
         await self._all_closed.wait()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -15,18 +15,18 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.email_bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from channels.email.bounce import BounceKind, BounceReport, RecipientStatus, parse_bounce
+from channels.email.verp import message_key_of
 from common.domain import DeliveryState
 from common.events import DeliveryChanged
-from common.tokens import BOUNCE, verify
+from common.time import utcnow
 from db import bounces as db_bounces
 from db.deliveries import add_event, change_of, message_deliveries, transition
 from db.engine import Database
+from db.records import DeliveryRow, MessageRecord
 from db.suppressions import suppress_address_of
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def record_bounce(
     """Parse, keep (headers and the start of the body) and apply one inbound message,
     in one transaction. `match_message_id`: the source is trusted (authenticated), so a
     bounce without a VERP token may name its message by the returned Message-ID."""
-    at = now or dt.datetime.now(dt.UTC)
+    at = now or utcnow()
     report = parse_bounce(raw, envelope_to=envelope_to)
     async with db.write() as conn:
         message = await _message_of(conn, report, secret_key, match_message_id)
@@ -102,9 +102,9 @@ def kept_part(raw: bytes) -> bytes:
 
 async def _message_of(
     conn: AsyncConnection, report: BounceReport, secret_key: bytes, match_message_id: bool
-) -> Row[Any] | None:
+) -> MessageRecord | None:
     if report.verp_token:
-        key = verify(report.verp_token, secret_key, BOUNCE)
+        key = message_key_of(report.verp_token, secret_key)
         if key is not None:
             return await db_bounces.message_by_id(conn, uuid.UUID(hex=key))
         log.warning("a bounce carried a VERP token with a bad signature; not trusted")
@@ -114,7 +114,7 @@ async def _message_of(
     return None
 
 
-def _deliveries_for(status: RecipientStatus, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+def _deliveries_for(status: RecipientStatus, rows: Sequence[DeliveryRow]) -> list[DeliveryRow]:
     matching = [row for row in rows if row.address.lower() == status.address.lower()]
     # A relay may rewrite the address (aliases, forwarding); a message to one recipient
     # can still only be about that one.
@@ -124,10 +124,10 @@ def _deliveries_for(status: RecipientStatus, rows: Sequence[Row[Any]]) -> list[R
 
 
 async def _apply(
-    conn: AsyncConnection, report: BounceReport, rows: Sequence[Row[Any]], at: dt.datetime
-) -> list[Row[Any]]:
+    conn: AsyncConnection, report: BounceReport, rows: Sequence[DeliveryRow], at: dt.datetime
+) -> list[DeliveryRow]:
     """Apply the report to the message's deliveries; returns those it touched."""
-    affected: dict[uuid.UUID, Row[Any]] = {}
+    affected: dict[uuid.UUID, DeliveryRow] = {}
     for status in report.recipients:
         for row in _deliveries_for(status, rows):
             affected[row.id] = row
@@ -147,7 +147,7 @@ async def _apply(
 
 
 async def _hard_bounce(
-    conn: AsyncConnection, row: Row[Any], status: RecipientStatus, at: dt.datetime
+    conn: AsyncConnection, row: DeliveryRow, status: RecipientStatus, at: dt.datetime
 ) -> None:
     message = _describe(status)
     await transition(
@@ -165,7 +165,7 @@ async def _hard_bounce(
     await _suppress(conn, row, f"hard bounce: {message}", at)
 
 
-async def _suppress(conn: AsyncConnection, row: Row[Any], reason: str, at: dt.datetime) -> None:
+async def _suppress(conn: AsyncConnection, row: DeliveryRow, reason: str, at: dt.datetime) -> None:
     await suppress_address_of(conn, row, reason=reason, now=at)
     await add_event(conn, [row.id], "suppressed", at, reason)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from common.text import CONTROL_CHARACTERS, CONTROL_CHARACTERS_IN_TEXT
-from resolvers.errors import bad_input
+from domain.errors import InvalidInput
 
 # The most of a client's input an error message repeats.
 ECHO_LIMIT = 200
@@ -21,7 +21,7 @@ def shown(value: object, limit: int = ECHO_LIMIT) -> str:
 
 
 def one_line(value: str, field: str) -> str:
-    """`value` as it is, or BAD_USER_INPUT when it holds a control character."""
+    """`value` as it is; InvalidInput when it holds a control character."""
     return _refuse(CONTROL_CHARACTERS, value, field)
 
 
@@ -33,7 +33,7 @@ def multi_line(value: str, field: str) -> str:
 def _refuse(pattern: re.Pattern[str], value: str, field: str) -> str:
     found = pattern.search(value)
     if found is not None:
-        raise bad_input(
+        raise InvalidInput(
             f"'{field}' must not contain control characters "
             f"(U+{ord(found.group()):04X} at position {found.start() + 1}).",
             field=field,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from broadcaster import Event
 
-from common.broadcast_backends.base import KEEPALIVE_SECONDS, ConnectionLost, ReconnectingBackend
+from broadcast.backends.base import KEEPALIVE_SECONDS, ConnectionLost, ReconnectingBackend
 
 if TYPE_CHECKING:
     from redis import asyncio as aioredis

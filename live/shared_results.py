@@ -3,7 +3,7 @@
 graphql-core executes a subscription's selection for every event of every subscriber,
 and strawberry serialises every result on its own. With 200 dashboards watching one
 account that is 200 executions and 200 `json.dumps` of the same data. Here a payload
-that carries `SharedResults` (resolvers/live.py) is executed once per selection (query
+that carries `SharedResults` (live/updates.py) is executed once per selection (query
 text, operation name, variables), in the update's own context; the result's data is a
 `SharedData`, which `encode_next` serialises once and splices into each subscriber's
 message. And once a graphql-transport-ws subscription's selection has been executed for
@@ -27,7 +27,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     Operation,
 )
 
-from resolvers.live_updates import SharedResults, direct_sender
+from live.updates import SharedResults, direct_sender
 
 # As strawberry's own encode_json.
 _COMPACT = (",", ":")
@@ -72,7 +72,7 @@ class _OperationSender:
 
 class LiveTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws, where a subscription may send an update's shared result
-    itself (resolvers.live.send_directly) once its selection is known."""
+    itself (live.updates.send_directly) once its selection is known."""
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         # The operation's own task: the subscription's resolver runs in it.

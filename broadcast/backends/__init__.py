@@ -3,7 +3,7 @@
 broadcaster's own backends never report a lost connection: the listener task dies or
 waits forever, and every subscriber hangs. Ours raise `ConnectionLost` from
 `next_published()` (and from `subscribe`/`unsubscribe`), and `reconnect(channels)`
-opens a fresh connection listening on those channels; `common.broadcast.Broadcast`
+opens a fresh connection listening on those channels; `broadcast.Broadcast`
 drives them. Picked by URL scheme; a driver (redis, asyncpg) is imported only when used.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from common.broadcast_backends.base import (
+from broadcast.backends.base import (
     CLIENT_NAME,
     KEEPALIVE_SECONDS,
     ConnectionLost,
     ReconnectingBackend,
 )
-from common.broadcast_backends.memory import MemoryBackend
-from common.broadcast_backends.postgres import PostgresBackend
-from common.broadcast_backends.redis import RedisBackend
+from broadcast.backends.memory import MemoryBackend
+from broadcast.backends.postgres import PostgresBackend
+from broadcast.backends.redis import RedisBackend
 
 __all__ = [
     "CLIENT_NAME",
