@@ -1,4 +1,5 @@
-"""Beacon's command line: serve (the default), worker, migrate, create-account, set-plan, purge."""
+"""Beacon's command line: serve (the default), worker, migrate, create-account,
+create-token, set-plan, purge."""
 
 from __future__ import annotations
 
@@ -84,6 +85,42 @@ def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     created = asyncio.run(_create_account(settings, name, Plan(args.plan), email))
     print(json.dumps(created))
+    return 0
+
+
+def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
+    import datetime as dt
+    import uuid
+
+    from db.api_tokens import mint_for_employee
+    from db.engine import Database
+
+    try:
+        account_id, person_id = uuid.UUID(args.account), uuid.UUID(args.person)
+    except ValueError:
+        print("error: --account and --person take ids (UUIDs)", file=sys.stderr)
+        return 2
+    name = args.name.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        print("error: --name must be 1 to 200 printable characters", file=sys.stderr)
+        return 2
+
+    async def run() -> tuple[uuid.UUID, str] | None:
+        db = Database(settings.database_url)
+        try:
+            async with db.write() as conn:
+                return await mint_for_employee(
+                    conn, account_id, person_id, name, dt.datetime.now(dt.UTC)
+                )
+        finally:
+            await db.dispose()
+
+    minted = asyncio.run(run())
+    if minted is None:
+        print(f"error: account {account_id} has no employee {person_id}", file=sys.stderr)
+        return 1
+    token_id, secret = minted
+    print(json.dumps({"token_id": str(token_id), "person_id": str(person_id), "token": secret}))
     return 0
 
 
@@ -244,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--plan", required=True, choices=[plan.value for plan in Plan])
     create.add_argument("--email", required=True, help="the first employee's email")
     create.set_defaults(func=cmd_create_account)
+    token = commands.add_parser(
+        "create-token", help="mint an API token for an employee; prints JSON with the token"
+    )
+    token.add_argument("--account", required=True, help="the account's id")
+    token.add_argument("--person", required=True, help="the employee's person id")
+    token.add_argument("--name", default="cli", help="what the token is for (default: cli)")
+    token.set_defaults(func=cmd_create_token)
     plan = commands.add_parser(
         "set-plan", help="change an account's plan (an operator action, not a tenant's)"
     )

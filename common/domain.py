@@ -46,6 +46,7 @@ class PersonKind(enum.StrEnum):
 class NotificationKind(enum.StrEnum):
     TASK_CREATED = "TASK_CREATED"
     COMMENT_ADDED = "COMMENT_ADDED"
+    INVITATION = "INVITATION"  # a sign-in link, about no task (issue 14)
 
 
 class NoticeKind(enum.StrEnum):

@@ -19,7 +19,7 @@ def account_channel(account_id: uuid.UUID) -> str:
 class DeliveryChanged:
     account_id: uuid.UUID
     delivery_id: uuid.UUID
-    task_id: uuid.UUID
+    task_id: uuid.UUID | None  # None for an invitation's email (about no task)
     comment_id: uuid.UUID | None
 
     @property
@@ -31,7 +31,7 @@ class DeliveryChanged:
             {
                 "account_id": self.account_id.hex,
                 "delivery_id": self.delivery_id.hex,
-                "task_id": self.task_id.hex,
+                "task_id": self.task_id.hex if self.task_id else None,
                 "comment_id": self.comment_id.hex if self.comment_id else None,
             }
         )
@@ -40,9 +40,10 @@ class DeliveryChanged:
     def decode(cls, message: str) -> DeliveryChanged:
         data = json.loads(message)
         comment_id = data.get("comment_id")
+        task_id = data.get("task_id")
         return cls(
             account_id=uuid.UUID(data["account_id"]),
             delivery_id=uuid.UUID(data["delivery_id"]),
-            task_id=uuid.UUID(data["task_id"]),
+            task_id=uuid.UUID(task_id) if task_id else None,
             comment_id=uuid.UUID(comment_id) if comment_id else None,
         )

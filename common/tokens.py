@@ -11,11 +11,15 @@ import base64
 import binascii
 import hashlib
 import hmac
+import uuid
 
 _ID_BYTES = 16
 _MAC_BYTES = 16
 PIXEL = b"beacon.pixel.v1:"
 BOUNCE = b"beacon.bounce.v1:"
+# An invitation's secret is its id signed for this purpose: only a hash of it is stored,
+# and the worker can still write the link into the email (ADR 0020).
+INVITATION = b"beacon.invitation.v1:"
 
 
 def _mac(key: bytes, purpose: bytes, raw_id: bytes) -> bytes:
@@ -45,3 +49,8 @@ def verify(token: str, key: bytes, purpose: bytes = PIXEL) -> str | None:
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     return raw_id.hex()
+
+
+def invitation_secret(invitation_id: uuid.UUID, key: bytes) -> str:
+    """The secret of an invitation's link (43 characters)."""
+    return sign(invitation_id.hex, key, INVITATION)

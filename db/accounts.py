@@ -51,6 +51,9 @@ ADDRESS_COLUMNS = ("email", "telegram_chat_id", "phone", "webhook_url")
 class Viewer:
     account_id: uuid.UUID
     person_id: uuid.UUID
+    # The token that signed them in (db/api_tokens.py) and their role then.
+    token_id: uuid.UUID | None = None
+    role: str | None = None
 
 
 async def create_account(
@@ -77,6 +80,7 @@ async def create_account(
             kind=PersonKind.EMPLOYEE.value,
             name=person_name or email.split("@", 1)[0],
             email=email,
+            role="OWNER",  # domain/roles.py FOUNDER: the account's first OWNER
             created_at=now,
         )
     )
@@ -96,19 +100,6 @@ async def issue_token(conn: AsyncConnection, *, account_id: uuid.UUID, person_id
         )
     )
     return token
-
-
-async def viewer_for_token(conn: AsyncConnection, token: str) -> Viewer | None:
-    row = (
-        await conn.execute(
-            sa.select(api_tokens.c.account_id, api_tokens.c.person_id).where(
-                api_tokens.c.token_hash == hash_token(token)
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    return Viewer(account_id=row.account_id, person_id=row.person_id)
 
 
 async def count_accounts(conn: AsyncConnection) -> int:
@@ -155,6 +146,7 @@ async def add_person(
     webhook_url: str | None = None,
     disabled_channels: Sequence[str] = (),
     tracking_consent: str = "UNKNOWN",
+    role: str | None = None,
 ) -> PersonRecord:
     """A new person; AddressTaken when one of the addresses is another person's."""
     person_id = uuid.uuid4()
@@ -171,6 +163,7 @@ async def add_person(
         name=name,
         disabled_channels=list(disabled_channels),
         tracking_consent=tracking_consent,
+        role=role,
         created_at=utcnow(),
         **addresses,
     )
@@ -234,7 +227,7 @@ async def address_holder(
 async def list_people(conn: AsyncConnection, account_id: uuid.UUID) -> list[PersonRecord]:
     rows = await conn.execute(
         people.select()
-        .where(people.c.account_id == account_id)
+        .where(people.c.account_id == account_id, people.c.erased_at.is_(None))
         .order_by(people.c.created_at, people.c.id)
     )
     return PersonRecord.of_all(rows.all())

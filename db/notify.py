@@ -37,12 +37,13 @@ async def store_notification(
     conn: AsyncConnection,
     *,
     account_id: uuid.UUID,
-    task_id: uuid.UUID,
+    task_id: uuid.UUID | None,
     comment_id: uuid.UUID | None,
     kind: NotificationKind,
     new_messages: Sequence[NewMessage],
     now: dt.datetime,
     message_text: str | None = None,
+    invitation_id: uuid.UUID | None = None,
 ) -> list[DeliveryChanged]:
     """The notification, each message with its deliveries (QUEUED) and a send job."""
     if not new_messages:
@@ -56,6 +57,7 @@ async def store_notification(
             comment_id=comment_id,
             kind=kind.value,
             message_text=message_text,
+            invitation_id=invitation_id,
             created_at=now,
         )
     )

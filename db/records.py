@@ -55,6 +55,8 @@ class PersonRecord(_Record):
     disabled_channels: list[str] | None
     tracking_consent: str
     created_at: dt.datetime
+    role: str | None  # OWNER, ADMIN or MEMBER (domain/roles.py); None for a contact
+    erased_at: dt.datetime | None  # set when deletePerson erased them (db/erasure.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class TaskRecord(_Record):
     title: str
     created_by: uuid.UUID | None
     created_at: dt.datetime
+    closed_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +122,12 @@ class BounceRecord(_Record):
 class NotificationRecord(_Record):
     id: uuid.UUID
     account_id: uuid.UUID
-    task_id: uuid.UUID
+    task_id: uuid.UUID | None  # None for an invitation's email
     comment_id: uuid.UUID | None
     kind: str
     message_text: str | None
     created_at: dt.datetime
+    invitation_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)

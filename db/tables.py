@@ -106,6 +106,11 @@ people = sa.Table(
     sa.Column("disabled_channels", sa.JSON(), nullable=False, server_default="[]"),
     sa.Column("tracking_consent", sa.String(16), nullable=False, server_default="UNKNOWN"),
     _created_at(),
+    # An employee's OWNER, ADMIN or MEMBER (domain/roles.py); null for a contact.
+    sa.Column("role", sa.String(16), nullable=True),
+    # Set when the person was erased: the row stays only as the placeholder recipient
+    # of their past deliveries (db/erasure.py).
+    sa.Column("erased_at", UtcDateTime(), nullable=True),
 )
 
 # One person per address and channel in an account, so that an address is never
@@ -128,16 +133,28 @@ api_tokens = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    sa.Column(
-        "person_id",
-        sa.Uuid(),
-        sa.ForeignKey("people.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _parent("person_id", "people"),
     # SHA-256 of the token: the token itself is shown once and never stored.
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     _created_at(),
+    sa.Column("name", sa.String(200), nullable=False, server_default="first token"),
+    # Written at most once a minute (db/api_tokens.py), not on every request.
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+# A sign-in link sent by email: single use, expiring; only the secret's hash is kept
+# (the secret itself is an HMAC of the id: db/invitations.py).
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    _id(),
+    _account_fk(index=False),
+    _parent("person_id", "people"),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    _created_at(),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("used_at", UtcDateTime(), nullable=True),
 )
 
 tasks = sa.Table(
@@ -148,6 +165,7 @@ tasks = sa.Table(
     sa.Column("title", sa.String(500), nullable=False),
     sa.Column("created_by", sa.Uuid(), sa.ForeignKey("people.id"), nullable=True),
     _created_at(),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
     sa.Index("ix_tasks_account_id_created_at", "account_id", "created_at", "id"),
 )
 
@@ -185,13 +203,21 @@ notifications = sa.Table(
     metadata,
     _id(),
     _account_fk(),
-    _parent("task_id", "tasks"),
+    _parent("task_id", "tasks", nullable=True),  # null only for an invitation (below)
     _parent("comment_id", "comments", nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     # What the message says when it is not the comment itself (a scenario's template).
     sa.Column("message_text", sa.Text(), nullable=True),
     _created_at(),
     sa.Index("ix_notifications_created_at", "created_at"),
+    # An invitation's email (db/invitations.py) is about no task. Its deliveries outlive
+    # the invitation (an erased person's keep a placeholder address).
+    sa.Column(
+        "invitation_id",
+        sa.Uuid(),
+        sa.ForeignKey("invitations.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
 )
 
 messages = sa.Table(

@@ -194,12 +194,14 @@ class NotificationContent:
 
 async def notification_content(
     conn: AsyncConnection,
-    task_id: uuid.UUID,
+    task_id: uuid.UUID | None,
     comment_id: uuid.UUID | None,
     message_text: str | None = None,
 ) -> NotificationContent:
     """What a notification says: the task's title and who created it, or, for a comment,
     its text and author (or the notification's own text, when a scenario wrote it)."""
+    if task_id is None:  # an invitation: sending/invitation_email.py writes the email
+        return NotificationContent("", message_text, None, kind=NoticeKind.SCENARIO_MESSAGE)
     task = (
         await conn.execute(
             sa.select(tasks.c.title, people.c.name)

@@ -25,7 +25,7 @@ async def enqueue_notification(
     conn: AsyncConnection,
     *,
     account: NotifiedAccount,
-    task_id: uuid.UUID,
+    task_id: uuid.UUID | None,
     comment_id: uuid.UUID | None,
     kind: NotificationKind,
     recipients: Sequence[Addressee],
@@ -33,6 +33,8 @@ async def enqueue_notification(
     message_id_domain: str,
     now: dt.datetime,
     message_text: str | None = None,
+    invitation_id: uuid.UUID | None = None,
+    pixel: bool = True,
 ) -> list[DeliveryChanged]:
     """Queue the messages `plan_messages` makes for these recipients, in the caller's
     transaction; what changed, for the live feed."""
@@ -47,7 +49,7 @@ async def enqueue_notification(
             NewMessage(
                 channel=message.channel,
                 header_message_id=new_message_id(message_id_domain),
-                pixel_id=message.pixel_id,
+                pixel_id=message.pixel_id if pixel else None,
                 deliveries=[
                     NewDelivery(route.position, route.person.id, route.channel, route.address)
                     for route in message.routes
@@ -57,4 +59,5 @@ async def enqueue_notification(
         ],
         now=now,
         message_text=message_text,
+        invitation_id=invitation_id,
     )

@@ -90,12 +90,15 @@ async def fire_scenarios(
     comment: str | None,
     message_id_domain: str,
     now: dt.datetime,
+    author_id: uuid.UUID | None = None,
 ) -> list[DeliveryChanged]:
     changes: list[DeliveryChanged] = []
     for scenario in await db_scenarios.list_scenarios(conn, account.id):
         if not fires(scenario, triggers, comment):
             continue
         recipients = await _recipients(conn, account.id, scenario, subscribers)
+        # The author is never notified of their own writing (issue 14).
+        recipients = [person for person in recipients if person.id != author_id]
         if not recipients:
             continue
         addresses = ", ".join(person.email for person in recipients if person.email)

@@ -153,7 +153,9 @@ async def load_updates(
     found = [
         row
         for delivery_id, row in rows.items()
-        if delivery_id in by_delivery and row.notified_at >= cutoff
+        if delivery_id in by_delivery
+        and row.notified_at >= cutoff
+        and row.task_id is not None  # an invitation's email is no task's update
     ]
     loaders = context.loaders
     status = await asyncio.gather(

@@ -17,7 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from common.domain import Plan
 from common.settings import Settings
 from common.time import utcnow
-from db import accounts as db_accounts
+from db import api_tokens as db_api_tokens
 from db.accounts import Viewer
 from db.engine import Database
 from db.records import AccountRecord, DeliveryRow
@@ -123,4 +123,11 @@ async def authenticate(db: Database, authorization: str | None) -> Viewer | None
     if token is None:
         return None
     async with db.read() as conn:
-        return await db_accounts.viewer_for_token(conn, token)
+        found = await db_api_tokens.viewer_for_token(conn, token)
+    if found is None:
+        return None
+    viewer, due = found
+    if due and viewer.token_id is not None:
+        async with db.write() as conn:
+            await db_api_tokens.touch(conn, viewer.token_id, dt.datetime.now(dt.UTC))
+    return viewer

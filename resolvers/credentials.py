@@ -7,6 +7,7 @@ from db.records import AccountRecord
 from domain.text import one_line
 from resolvers.context import Info
 from resolvers.errors import bad_input
+from resolvers.roles import require_manager
 
 # Longest value a provider hands out for any of these, with room to spare.
 MAX_CREDENTIAL = 1000
@@ -14,7 +15,7 @@ MAX_CREDENTIAL = 1000
 
 async def set_channel_credentials(info: Info, given: dict[str, str | None]) -> AccountRecord:
     """Set the fields given; an empty string or null clears one. Never echoed back."""
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Setting channel credentials")
     values: dict[str, str | None] = {}
     for name, value in given.items():
         cleaned = one_line(value or "", name).strip() or None

@@ -34,6 +34,7 @@ from db.records import AccountRecord, DeliveryRow, PersonRecord
 from domain.channels import configured_channels
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
+from domain.roles import NEWCOMER
 from domain.scenarios import fire_scenarios
 from domain.text import one_line
 from domain.validation import (
@@ -53,12 +54,16 @@ from resolvers.errors import (
 )
 from resolvers.idempotency import remember, replayed, request_key
 from resolvers.queries import require_within_history
+from resolvers.roles import may_edit_person, require_manager
 
 
 async def add_person(
     info: Info, kind: PersonKind, fields: PersonFields, idempotency_key: str | None = None
 ) -> PersonRecord:
     viewer = info.context.require_viewer()
+    role = None
+    if kind is PersonKind.EMPLOYEE:
+        viewer, role = require_manager(info, "Adding an employee"), NEWCOMER.value
     key = request_key(info, "addPerson", idempotency_key, {"kind": kind, **fields.values})
     try:
         async with info.context.db.write() as conn:
@@ -68,7 +73,7 @@ async def add_person(
                     raise not_found("person")
                 return found[first]
             row = await db_accounts.add_person(
-                conn, account_id=viewer.account_id, kind=kind, **fields.values
+                conn, account_id=viewer.account_id, kind=kind, role=role, **fields.values
             )
             await remember(conn, key, row.id)
             return row
@@ -79,6 +84,7 @@ async def add_person(
 async def update_person(info: Info, person_id: str, fields: PersonFields) -> PersonRecord:
     viewer = info.context.require_viewer()
     parsed = parse_id(person_id, "person")
+    await may_edit_person(info, parsed)
     try:
         async with info.context.db.write() as conn:
             row = await db_accounts.update_person(conn, viewer.account_id, parsed, fields.values)
@@ -97,7 +103,11 @@ def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
 async def _subscribers(info: Info, ids: Sequence[str]) -> list[PersonRecord]:
     parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
     found = await info.context.loaders.person.load_many(parsed)
-    missing = [str(pid) for pid, row in zip(parsed, found, strict=True) if row is None]
+    missing = [
+        str(pid)
+        for pid, row in zip(parsed, found, strict=True)
+        if row is None or row.erased_at is not None  # an erased person is nobody now
+    ]
     if missing:
         raise bad_input(
             f"No person with id {', '.join(missing)} in your account.", field="subscriberIds"
@@ -152,6 +162,7 @@ async def create_task(
             comment=None,
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
+            author_id=viewer.person_id,
         )
         await remember(conn, key, task_id)
     await _after_write(info, changes)
@@ -206,6 +217,7 @@ async def add_comment(
             comment=body,
             message_id_domain=message_id_domain(info.context.services.settings.mail_from),
             now=now,
+            author_id=viewer.person_id,
         )
         await remember(conn, key, comment_id)
     await _after_write(info, changes)
@@ -297,7 +309,7 @@ _ACCOUNT_FLAGS = ("open_tracking", "show_all_recipients", "require_tracking_cons
 
 async def update_account(info: Info, given: dict[str, Any]) -> AccountRecord:
     """Change the settings given; a flag left out stays as it is."""
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Changing account settings")
     values: dict[str, Any] = {}
     for name in _ACCOUNT_FLAGS:
         if name not in given:
@@ -354,7 +366,7 @@ def _keep_password(given: SmtpServer, stored_url: str | None) -> str:
 
 
 async def lift_suppression(info: Info, channel: Channel, address: str) -> bool:
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Lifting a suppression")
     async with info.context.db.write() as conn:
         return await db_suppressions.lift(
             conn, viewer.account_id, channel.value, one_line(address, "address")

@@ -25,15 +25,17 @@ from domain.text import one_line, shown
 from domain.webhook_events import WebhookEventType, new_secret
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
+from resolvers.roles import require_manager
 
 MAX_URL = 2000
 MAX_PAGE = 100
 
 
 async def _manager(info: Info) -> Viewer:
-    """Who may manage endpoints: a signed-in person of an account that tracks deliveries
-    (the events are tracking data). Issue 14 adds: OWNER or ADMIN only."""
-    viewer = info.context.require_viewer()
+    """Who may see and manage endpoints: an OWNER or ADMIN (endpoints are account
+    settings, and attempts hold the receivers' answers) of an account that tracks
+    deliveries (the events are tracking data)."""
+    viewer = require_manager(info, "Managing webhook endpoints")
     await info.context.require_tracking()
     return viewer
 

@@ -12,7 +12,9 @@ from domain.validation import PersonFields
 from live.updates import LiveUpdate, send_directly
 from resolvers import credentials, mutations, queries, scenarios, subscriptions
 from resolvers.context import Info
+from resolvers.roles import require_manager
 from schema.delivery_log import DeliveryLogQueries
+from schema.team import TeamMutation, TeamQuery, TeamSubscription
 from schema.types import (
     Account,
     Bounce,
@@ -127,7 +129,7 @@ class CreateScenarioInput:
 
 
 @strawberry.type
-class Query(WebhookQueries, DeliveryLogQueries):
+class Query(TeamQuery, WebhookQueries, DeliveryLogQueries):
     @strawberry.field
     async def viewer(self, info: Info) -> Person:
         return Person.from_row(await queries.viewer(info))
@@ -171,7 +173,7 @@ class Query(WebhookQueries, DeliveryLogQueries):
 
 
 @strawberry.type
-class Mutation(WebhookMutations):
+class Mutation(TeamMutation, WebhookMutations):
     @strawberry.mutation
     async def add_person(self, info: Info, input: AddPersonInput) -> Person:
         given = _given(input)
@@ -229,6 +231,7 @@ class Mutation(WebhookMutations):
 
     @strawberry.mutation
     async def create_scenario(self, info: Info, input: CreateScenarioInput) -> Scenario:
+        require_manager(info, "Creating a scenario")
         row = await scenarios.create_scenario(
             info,
             name=input.name,
@@ -242,6 +245,7 @@ class Mutation(WebhookMutations):
 
     @strawberry.mutation
     async def delete_scenario(self, info: Info, id: strawberry.ID) -> bool:
+        require_manager(info, "Deleting a scenario")
         return await scenarios.delete_scenario(info, id)
 
     @strawberry.mutation
@@ -250,7 +254,7 @@ class Mutation(WebhookMutations):
 
 
 @strawberry.type
-class Subscription:
+class Subscription(TeamSubscription):
     @strawberry.subscription
     async def delivery_updated(
         self,

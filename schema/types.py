@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 import strawberry
 
@@ -25,8 +25,9 @@ from db.records import (
     SuppressionRecord,
     TaskRecord,
 )
+from domain.roles import Role
 from live.updates import SharedResults
-from resolvers import queries
+from resolvers import notifications, queries
 from resolvers.context import Info
 
 # The domain's enums are the GraphQL enums: registered here, used as they are.
@@ -39,8 +40,12 @@ for _enum in (
     domain.TrackingConsent,
     domain.ScenarioTrigger,
     domain.ScenarioAction,
+    Role,
 ):
     strawberry.enum(_enum)
+
+if TYPE_CHECKING:
+    from schema.notifications import NotificationConnection
 
 N = TypeVar("N")
 
@@ -119,6 +124,9 @@ class Person:
     webhook_url: str | None
     disabled_channels: list[domain.Channel]
     tracking_consent: domain.TrackingConsent
+    role: Role | None = strawberry.field(
+        default=None, description="An employee's role in the account; null for a contact."
+    )
 
     @classmethod
     def from_row(cls, row: PersonRecord) -> Person:
@@ -132,7 +140,26 @@ class Person:
             webhook_url=row.webhook_url,
             disabled_channels=[domain.Channel(name) for name in row.disabled_channels or ()],
             tracking_consent=domain.TrackingConsent(row.tracking_consent),
+            role=Role(row.role) if row.role else None,
         )
+
+    @strawberry.field
+    async def notifications(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        unread_only: bool = False,
+    ) -> Annotated[NotificationConnection, strawberry.lazy("schema.notifications")]:
+        """Your in-app notifications, newest first (only on `viewer`)."""
+        from schema.notifications import person_notifications
+
+        return await person_notifications(info, self.id, first, after, unread_only)
+
+    @strawberry.field
+    async def unread_count(self, info: Info) -> int:
+        """How many of your in-app notifications are unread (only on `viewer`)."""
+        return await notifications.unread_count(info, self.id)
 
 
 @strawberry.type
@@ -401,6 +428,19 @@ class Task:
     @strawberry.field
     async def subscribers(self, info: Info) -> list[Person]:
         return [Person.from_row(row) for row in await queries.subscribers(info, self.row.id)]
+
+    @strawberry.field
+    async def created_by(self, info: Info) -> Person | None:
+        """Who created the task: the person signed in then."""
+        if self.row.created_by is None:
+            return None
+        row = await info.context.loaders.person.load(self.row.created_by)
+        return Person.from_row(row) if row is not None else None
+
+    @strawberry.field
+    def closed_at(self) -> dt.datetime | None:
+        """When the task was closed (updateTask); null while it is open."""
+        return self.row.closed_at
 
     @strawberry.field
     async def delivery_status(self, info: Info) -> DeliveryStatus | None:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from channels.base import Notice
 from channels.email.mime import OutgoingEmail, render_notification
 from channels.email.verp import return_path
+from common.domain import NotificationKind
 from common.settings import Settings
 from common.tokens import PIXEL, sign
 from db.deliveries import SendBatch
 from db.tasks import NotificationContent
+from sending.invitation_email import invitation_email
 
 
 def pixel_url(settings: Settings, pixel_id: str) -> str:
@@ -32,13 +34,16 @@ def compose_email(
     """The message as every addressee sees it (To: lists them all), sent this time to
     `recipients` only (on a retry, the ones still pending)."""
     message = batch.message
-    subject, text, html = render_notification(
-        content.task_title,
-        content.comment_body,
-        content.author_name,
-        pixel_url(settings, message.pixel_id) if message.pixel_id else None,
-        content.kind,
-    )
+    if batch.notification.kind == NotificationKind.INVITATION.value:
+        subject, text, html = invitation_email(settings, batch.notification)
+    else:
+        subject, text, html = render_notification(
+            content.task_title,
+            content.comment_body,
+            content.author_name,
+            pixel_url(settings, message.pixel_id) if message.pixel_id else None,
+            content.kind,
+        )
     return OutgoingEmail(
         message_id=message.header_message_id,
         from_header=settings.mail_from,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -16,6 +17,7 @@ from common.settings import Settings
 from db.engine import Database
 from inbound.bounce_listener import BounceListener
 from live.feed import LiveFeed
+from live.token_sockets import TokenSockets
 from mailcatcher.routes import mailbox_routes
 from mailcatcher.server import MailCatcher
 from mailcatcher.store import MailStore
@@ -59,7 +61,8 @@ def create_app(settings: Settings) -> Starlette:
         per_token_per_minute=settings.rate_limit_per_minute,
         per_ip_per_minute=settings.rate_limit_per_ip_per_minute,
     )
-    graphql = RateLimited(BeaconGraphQL(services, rate_limiter), rate_limiter)
+    token_sockets = TokenSockets(db, broadcast)
+    graphql = RateLimited(BeaconGraphQL(services, rate_limiter, token_sockets), rate_limiter)
     recorder = OpenRecorder(
         db,
         broadcast,
@@ -92,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(live.aclose)
             stack.push_async_callback(db.dispose)
             stack.push_async_callback(recorder.aclose)
+            await _start(stack, token_sockets.run, "token-revocations")
             if mail_store is not None:
                 catcher = MailCatcher(
                     mail_store, host=settings.mailcatcher_host, port=settings.mailcatcher_port
@@ -120,6 +124,24 @@ def create_app(settings: Settings) -> Starlette:
     app.log_pixel_hits = settings.log_pixel_hits
     app.state.services = services
     return app
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack,
+    run: Callable[[asyncio.Future[None]], Coroutine[Any, Any, None]],
+    name: str,
+) -> None:
+    """Run a listener for the app's lifetime, once it is subscribed."""
+    subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run(subscribed), name=name)
+    stack.push_async_callback(_cancel, task)
+    await subscribed
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:

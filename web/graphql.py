@@ -31,6 +31,7 @@ from strawberry.types.unset import UnsetType
 from common.metrics import REQUESTS_LIMITED, WEBSOCKETS_OPEN
 from common.settings import Settings
 from live.shared_results import SharedResultExecutor, encode_next
+from live.token_sockets import TokenSockets
 from live.transport import LegacyWS, TransportWS, WebSocketAdapter, refuse_with
 from resolvers.context import Context, Services, authenticate
 from schema import BeaconSchema, MaskUnexpectedErrors
@@ -137,6 +138,7 @@ class WebSocketSlots:
 
 # Where a websocket's scope keeps the key of the slot it holds.
 _SLOT = "beacon.ws_slot"
+_TOKEN = "beacon.ws_token"  # noqa: S105 - a scope key, not a secret
 TOO_MANY_CONNECTIONS_CODE = 4429
 
 
@@ -145,7 +147,12 @@ class BeaconGraphQL(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWS
     websocket_adapter_class = WebSocketAdapter
 
-    def __init__(self, services: Services, rate_limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        rate_limiter: RateLimiter | None = None,
+        token_sockets: TokenSockets | None = None,
+    ) -> None:
         settings = services.settings
         super().__init__(
             build_schema(settings),
@@ -159,6 +166,7 @@ class BeaconGraphQL(GraphQL[Context, None]):
         self.services = services
         self.rate_limiter = rate_limiter or RateLimiter(0, 0)
         self.slots = WebSocketSlots(settings.ws_max_connections_per_token)
+        self.token_sockets = token_sockets or TokenSockets(services.db, services.broadcast)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -172,6 +180,9 @@ class BeaconGraphQL(GraphQL[Context, None]):
             slot = scope.pop(_SLOT, None)
             if slot is not None:
                 self.slots.release(slot)
+            signed_in = scope.pop(_TOKEN, None)
+            if signed_in is not None:
+                self.token_sockets.discard(*signed_in)
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -276,6 +287,10 @@ class BeaconGraphQL(GraphQL[Context, None]):
                     "TOO_MANY_CONNECTIONS",
                 )
             websocket.scope[_SLOT] = key
+        if context.viewer.token_id is not None and _TOKEN not in websocket.scope:
+            # Closed when the token is revoked (live/token_sockets.py).
+            websocket.scope[_TOKEN] = (context.viewer.token_id, websocket)
+            self.token_sockets.add(context.viewer.token_id, websocket)
         return await super().on_ws_connect(context)
 
     @staticmethod

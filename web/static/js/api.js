@@ -76,8 +76,39 @@ const COUNTS = "state total queued sent failed read heldBack heldUntil";
 
 export const ME = `
 query Me {
-  viewer { id name }
+  viewer { id name role }
   account { id name plan }
+}`;
+
+export const UNREAD_COUNT = `subscription Unread { unreadCount }`;
+
+export const MY_NOTIFICATIONS = `
+query MyNotifications($first: Int) {
+  viewer {
+    unreadCount
+    notifications(first: $first) {
+      edges { node { id state createdAt taskId taskTitle text } }
+    }
+  }
+}`;
+
+export const MARK_READ = `
+mutation MarkRead($id: ID!) { markRead(deliveryId: $id) { id state } }`;
+
+export const MARK_ALL_READ = `mutation MarkAllRead { markAllRead }`;
+
+// An OWNER or ADMIN invites a teammate: a new employee, emailed a sign-in link.
+export const ADD_EMPLOYEE = `
+mutation AddEmployee($name: String!, $email: String) {
+  addPerson(input: {name: $name, kind: EMPLOYEE, email: $email}) { id name }
+}`;
+
+export const INVITE_PERSON = `
+mutation Invite($personId: ID!) { invitePerson(personId: $personId) { id deliveryId } }`;
+
+export const REDEEM_INVITATION = `
+mutation Redeem($secret: String!) {
+  redeemInvitation(secret: $secret) { secret token { person { id name role } } }
 }`;
 
 export const PEOPLE = `

@@ -1,7 +1,17 @@
 // The dashboard's entry point: sign-in, the header, the views, and the one live
 // subscription that keeps every icon (and an open popup) current.
 
-import { DELIVERY_UPDATED, LIFT_SUPPRESSION, ME, RESEND, TASK_OVERALL, graphql, tokenStore } from "./api.js";
+import {
+  DELIVERY_UPDATED,
+  LIFT_SUPPRESSION,
+  ME,
+  REDEEM_INVITATION,
+  RESEND,
+  TASK_OVERALL,
+  graphql,
+  tokenStore,
+} from "./api.js";
+import { Bell } from "./bell.js";
 import { byId, h } from "./dom.js";
 import { Feed } from "./feed.js";
 import { LANGUAGES, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
@@ -12,7 +22,7 @@ import * as store from "./store.js";
 import { TaskList } from "./tasks.js";
 import { LiveSocket, graphqlSocketUrl } from "./ws.js";
 
-const session = { account: null, live: null, liveStatus: "connecting" };
+const session = { account: null, viewer: null, live: null, liveStatus: "connecting" };
 
 // The width below which css/app.css stacks the sidebar above the feed.
 const ONE_COLUMN = window.matchMedia("(max-width: 800px)");
@@ -51,6 +61,7 @@ const feed = new Feed({
   loaded: (task) => tasks.updateTask(task),
 });
 const rates = new RatesChart({ failed });
+const bell = new Bell({ open: (id) => navigate(id), failed });
 
 function taskTitle(key) {
   const [kind, id] = key.split(":");
@@ -77,6 +88,9 @@ async function signIn(token, { remembered = false } = {}) {
   }
   tokenStore.set(token);
   session.account = me.account;
+  session.viewer = me.viewer;
+  // css/app.css hides what this role may not use (the server refuses it anyway).
+  document.body.dataset.role = me.viewer.role ?? "";
   showDashboard();
   startLive();
   // Rates are tracking data: not on FREE.
@@ -90,6 +104,9 @@ function signOut(message = "") {
   session.live?.stop();
   session.live = null;
   session.account = null;
+  session.viewer = null;
+  delete document.body.dataset.role;
+  bell.reset();
   tokenStore.clear();
   store.clear();
   details.close();
@@ -101,8 +118,9 @@ function signOut(message = "") {
 
 function showSignIn(message = "") {
   byId("sign-in").hidden = false;
+  byId("invitation").hidden = true;
   byId("dashboard").hidden = true;
-  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = true;
+  for (const id of HEADER_ITEMS) byId(id).hidden = true;
   const error = byId("sign-in-error");
   error.textContent = message;
   const input = byId("token");
@@ -110,12 +128,16 @@ function showSignIn(message = "") {
   input.focus();
 }
 
+// What the header shows only to someone signed in.
+const HEADER_ITEMS = ["account", "viewer", "live", "bell", "sign-out"];
+
 function showDashboard() {
   byId("sign-in").hidden = true;
   byId("dashboard").hidden = false;
   byId("sign-in-error").textContent = "";
   byId("token").value = "";
-  for (const id of ["account", "live", "sign-out"]) byId(id).hidden = false;
+  byId("invitation").hidden = true;
+  for (const id of HEADER_ITEMS) byId(id).hidden = false;
   drawHeader();
 }
 
@@ -126,6 +148,9 @@ function drawHeader() {
   byId("account").textContent = accountLine;
   byId("account").title = accountLine; // a long name is cut short on a phone
   byId("free-plan").hidden = account.plan !== "FREE";
+  const viewer = session.viewer;
+  if (viewer) byId("viewer").textContent = t("header.viewer", { name: viewer.name, role: viewer.role ?? "" });
+  bell.render();
   drawLive();
 }
 
@@ -158,6 +183,7 @@ function startLive() {
     },
     error: (errors) => showError(new Error(errors.map((e) => e.message).join("; "))),
   });
+  bell.follow(live);
   session.live = live;
   live.start();
 }
@@ -225,6 +251,40 @@ function showError(error) {
     error?.code === "NETWORK" ? t("error.network", { message: error.message }) : String(error?.message ?? error);
 }
 
+// ------------------------------------------------------------------ invitations
+
+/** The page an invitation link opens. Redeeming is a POST (a mutation) made on a click,
+ * so a mail scanner that fetches the link uses nothing up; the secret is in the
+ * fragment, which no server or proxy log sees. */
+function showInvitation(secret) {
+  byId("sign-in").hidden = true;
+  byId("dashboard").hidden = true;
+  byId("invitation").hidden = false;
+  const accept = byId("invitation-accept");
+  accept.focus();
+  accept.addEventListener("click", async () => {
+    accept.disabled = true;
+    accept.textContent = t("invite.accepting");
+    let redeemed;
+    try {
+      redeemed = (await graphql(REDEEM_INVITATION, { secret }, null)).redeemInvitation;
+    } catch (error) {
+      byId("invitation-error").textContent =
+        error.code === "NETWORK" ? t("error.network", { message: error.message }) : t("invite.refused");
+      accept.hidden = true;
+      return;
+    } finally {
+      history.replaceState(null, "", "/"); // a reload must not try the used link again
+    }
+    accept.hidden = true;
+    byId("invitation-secret").textContent = redeemed.secret;
+    byId("invitation-token").hidden = false;
+    const next = byId("invitation-continue");
+    next.addEventListener("click", () => signIn(redeemed.secret));
+    next.focus();
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 function redrawForLanguage() {
@@ -284,6 +344,11 @@ function start() {
   window.addEventListener("beacon:unauthenticated", () => signOut(t("signIn.expired")));
 
   showMailboxLink();
+  const invitation = /^#\/invitation\/([^/]+)$/.exec(location.hash);
+  if (invitation) {
+    showInvitation(decodeURIComponent(invitation[1]));
+    return;
+  }
   const remembered = tokenStore.get();
   if (remembered) signIn(remembered, { remembered: true });
   else showSignIn();

@@ -181,7 +181,7 @@ export class DetailsDialog {
         "button",
         {
           type: "button",
-          class: "button button--small",
+          class: "button button--small manager-only",
           dataset: { focusId: `lift:${deliveryId}` },
           onclick: (event) => this.liftClicked(event.currentTarget, deliveryId, suppression),
         },

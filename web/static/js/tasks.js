@@ -3,7 +3,7 @@
 // overall one: the worst state over its own notification and its comments' (system
 // comments only while they are shown), kept live by the subscription's `taskStatus`.
 
-import { ADD_PERSON, CREATE_TASK, PEOPLE, TASKS, graphql } from "./api.js";
+import { ADD_EMPLOYEE, ADD_PERSON, CREATE_TASK, INVITE_PERSON, PEOPLE, TASKS, graphql } from "./api.js";
 import { byId, h, reconcile, replaceChildren, submitting } from "./dom.js";
 import { formatDateTime, t } from "./i18n.js";
 import { refreshSlot, statusSlot } from "./icons.js";
@@ -37,6 +37,7 @@ export class TaskList {
     byId("tasks-more").addEventListener("click", () => this.loadMore().catch(this.failed));
     byId("new-task-form").addEventListener("submit", (event) => this.createTask(event));
     byId("new-person-form").addEventListener("submit", (event) => this.addPerson(event));
+    byId("invite-form").addEventListener("submit", (event) => this.invite(event));
     // The icons count system comments only while they are shown.
     byId("show-system").addEventListener("change", () => this.reload().catch(this.failed));
   }
@@ -201,6 +202,23 @@ export class TaskList {
       this.renderPeople();
       this.select(task.id);
       return t("newTask.created", { title: task.title });
+    });
+  }
+
+  /** A new employee, emailed an invitation (OWNER or ADMIN: the panel is hidden from
+   * a MEMBER, and the server refuses them). */
+  async invite(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const name = form.elements.name.value.trim();
+    const email = form.elements.email.value.trim();
+    if (!name || !email) return;
+    await submitting(form, t("form.saving"), async () => {
+      const added = (await graphql(ADD_EMPLOYEE, { name, email })).addPerson;
+      await graphql(INVITE_PERSON, { personId: added.id });
+      form.reset();
+      await this.loadPeople();
+      return t("invitePanel.sent", { name: added.name, email });
     });
   }
 
