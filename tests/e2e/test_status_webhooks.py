@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.helpers import Beacon
 from tests.support.graphql_client import GraphQLError
 from tests.support.providers.status_receiver import StatusReceiver
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.e2e,
@@ -89,9 +90,15 @@ async def test_status_changes_arrive_signed_in_order_and_a_replay_repeats_them_b
     for delivery in {p["data"]["deliveryId"] for p in receiver.delivered()}:
         types = [p["type"] for p in receiver.delivered() if p["data"]["deliveryId"] == delivery]
         assert types == ["delivery.queued", "delivery.sent"]
-    log = await beacon.client.execute(ATTEMPTS, {"id": endpoint_id, "failedOnly": False})
-    nodes = [edge["node"] for edge in log["webhookDeliveries"]["edges"]]
-    assert [n["eventId"] for n in reversed(nodes)] == ids
+
+    async def logged() -> list[dict[str, Any]]:
+        # An attempt's row is written after its answer arrives: the receiver sees it first.
+        log = await beacon.client.execute(ATTEMPTS, {"id": endpoint_id, "failedOnly": False})
+        nodes = [edge["node"] for edge in log["webhookDeliveries"]["edges"]]
+        assert [n["eventId"] for n in reversed(nodes)] == ids
+        return nodes
+
+    nodes = await eventually(logged)
     assert {n["statusCode"] for n in nodes} == {200}
     assert all(n["latencyMs"] > 0 and n["response"] == "ok" for n in nodes)
 
