@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.accounts import TOKEN_PREFIX, Viewer, hash_token
+from db.records import ApiTokenRecord
 from db.tables import api_tokens, people
 
 # A token's last use is written at most this often: a write per request would cost
@@ -46,8 +46,8 @@ async def create_token(
     person_id: uuid.UUID,
     name: str,
     now: dt.datetime,
-) -> tuple[Row[Any], str]:
-    """A new token for the person; (its row, the secret to show once)."""
+) -> tuple[ApiTokenRecord, str]:
+    """A new token for the person; (its record, the secret to show once)."""
     secret = new_secret()
     token_id = uuid.uuid4()
     await conn.execute(
@@ -67,28 +67,30 @@ async def create_token(
 
 async def get_token(
     conn: AsyncConnection, account_id: uuid.UUID, token_id: uuid.UUID
-) -> Row[Any] | None:
+) -> ApiTokenRecord | None:
     query = (
         api_tokens.select()
         .with_only_columns(*_SHOWN)
         .where(api_tokens.c.id == token_id, api_tokens.c.account_id == account_id)
     )
-    return (await conn.execute(query)).first()
+    row = (await conn.execute(query)).first()
+    return None if row is None else ApiTokenRecord.of(row)
 
 
 async def list_tokens(
     conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID | None = None
-) -> Sequence[Row[Any]]:
+) -> list[ApiTokenRecord]:
     """The account's tokens (or one person's), revoked ones included, oldest first."""
     query = sa.select(*_SHOWN).where(api_tokens.c.account_id == account_id)
     if person_id is not None:
         query = query.where(api_tokens.c.person_id == person_id)
-    return (await conn.execute(query.order_by(api_tokens.c.created_at, api_tokens.c.id))).all()
+    ordered = query.order_by(api_tokens.c.created_at, api_tokens.c.id)
+    return ApiTokenRecord.of_all((await conn.execute(ordered)).all())
 
 
 async def revoke(
     conn: AsyncConnection, account_id: uuid.UUID, token_id: uuid.UUID, now: dt.datetime
-) -> Row[Any] | None:
+) -> ApiTokenRecord | None:
     """Revoke the token (once: a second revoke keeps the first time); None if the
     account has no such token."""
     await conn.execute(

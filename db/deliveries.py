@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.domain import Channel, DeliveryState, NotificationKind, predecessors
 from common.events import DeliveryChanged
-from db.records import DeliveryRow, MessageRecord, NotificationRecord, StatusCount, TaskDeliveryRow
+from db.records import (
+    DeliveryEventRecord,
+    DeliveryRow,
+    MessageRecord,
+    NotificationRecord,
+    StatusCount,
+    TaskDeliveryRow,
+)
 from db.tables import comments, deliveries, delivery_events, messages, notifications
 
 T = TypeVar("T")
@@ -135,7 +141,7 @@ async def status_counts_by_task(
 
 async def events_by_delivery(
     conn: AsyncConnection, delivery_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Row[Any]]]:
+) -> dict[uuid.UUID, list[DeliveryEventRecord]]:
     rows = (
         await conn.execute(
             delivery_events.select()
@@ -143,7 +149,7 @@ async def events_by_delivery(
             .order_by(delivery_events.c.id)
         )
     ).all()
-    return _grouped(rows, "delivery_id")
+    return _grouped(DeliveryEventRecord.of_all(rows), "delivery_id")
 
 
 async def add_event(

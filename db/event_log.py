@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any, cast
+from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.records import DeliveryRow
+from db.records import AccountLoggedEvent, DeliveryRow, LoggedEvent
 from db.tables import deliveries, delivery_events, notifications
 
 
@@ -24,7 +23,7 @@ async def latest_event_id(conn: AsyncConnection) -> int:
 
 async def events_after(
     conn: AsyncConnection, after: int, also: Collection[int], limit: int
-) -> list[Row[Any]]:
+) -> list[AccountLoggedEvent]:
     """Committed events with an id above `after` or in `also`, of every account, oldest
     first: (id, delivery_id, account_id)."""
     newer = delivery_events.c.id > after
@@ -36,7 +35,7 @@ async def events_after(
         .order_by(delivery_events.c.id)
         .limit(limit)
     )
-    return cast(list[Row[Any]], list(rows.all()))
+    return cast(list[AccountLoggedEvent], list(rows.all()))
 
 
 async def account_events_between(
@@ -48,7 +47,7 @@ async def account_events_between(
     upto: int,
     also: Collection[int],
     excluded: Collection[int],
-) -> list[Row[Any]]:
+) -> list[LoggedEvent]:
     """One account's events (of one task, if given) with an id in (after, upto] or in
     `also` (and at most `upto`), leaving out `excluded`: (id, delivery_id), oldest first."""
     in_range = sa.and_(delivery_events.c.id > after, delivery_events.c.id <= upto)
@@ -65,7 +64,7 @@ async def account_events_between(
         query = query.join(notifications, notifications.c.id == deliveries.c.notification_id).where(
             notifications.c.task_id == task_id
         )
-    return cast(list[Row[Any]], list((await conn.execute(query)).all()))
+    return cast(list[LoggedEvent], list((await conn.execute(query)).all()))
 
 
 async def deliveries_by_ids(

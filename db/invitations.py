@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from dataclasses import fields
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.accounts import hash_token
+from db.records import InvitationRecord
 from db.tables import invitations, people
+
+# Every column but the secret's hash.
+_RETURNED = [field.name for field in fields(InvitationRecord)]
 
 
 async def create_invitation(
@@ -39,10 +42,10 @@ async def create_invitation(
 
 async def redeem(
     conn: AsyncConnection, invitation_id: uuid.UUID, secret: str, now: dt.datetime
-) -> Row[Any] | None:
+) -> InvitationRecord | None:
     """Use the invitation up, if it is unused, unexpired and its person can still sign
-    in: one conditional UPDATE, so two concurrent redeems cannot both succeed. Its
-    (account_id, person_id), or None."""
+    in: one conditional UPDATE, so two concurrent redeems cannot both succeed. The used
+    invitation, or None."""
     signs_in = (
         sa.select(people.c.id)
         .where(
@@ -62,6 +65,7 @@ async def redeem(
             signs_in,
         )
         .values(used_at=now)
-        .returning(invitations.c.account_id, invitations.c.person_id)
+        .returning(*(invitations.c[name] for name in _RETURNED))
     )
-    return result.first()
+    row = result.first()
+    return None if row is None else InvitationRecord.of(row)

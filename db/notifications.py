@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.cursors import decode_cursor
+from db.records import InAppNotificationRecord
 from db.tables import comments, deliveries, notifications, tasks
 from db.tasks import Page
 
@@ -40,9 +38,9 @@ async def page_notifications(
     first: int,
     after: str | None,
     unread_only: bool,
-) -> Page[Row[Any]]:
-    """Rows with the delivery's id, state, read_at, the notification's kind, time and
-    text, its task and comment: newest first, paged by `(created_at, id)` cursors."""
+) -> Page[InAppNotificationRecord]:
+    """The person's in-app notifications, newest first, paged by `(created_at, id)`
+    cursors."""
     created_at = notifications.c.created_at.label("created_at")
     query = (
         sa.select(
@@ -70,7 +68,7 @@ async def page_notifications(
         at, row_id = decode_cursor(after)
         query = query.where(sa.tuple_(notifications.c.created_at, deliveries.c.id) < (at, row_id))
     ordered = query.order_by(notifications.c.created_at.desc(), deliveries.c.id.desc())
-    rows = cast(Sequence[Row[Any]], (await conn.execute(ordered.limit(first + 1))).all())
+    rows = InAppNotificationRecord.of_all((await conn.execute(ordered.limit(first + 1))).all())
     return Page(rows=rows[:first], has_next=len(rows) > first)
 
 
@@ -99,7 +97,7 @@ async def mark_all_read(
     return list(moved)
 
 
-def text_of(row: Row[Any]) -> str:
+def text_of(row: InAppNotificationRecord) -> str:
     """What the notification says: a scenario's text, the comment, or the new task."""
     if row.message_text:
         return str(row.message_text)

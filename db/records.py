@@ -18,14 +18,14 @@ class _Record:
         __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     @classmethod
-    def of(cls, row: Row[Any]) -> Self:
+    def of(cls, row: Row[*tuple[Any, ...]]) -> Self:
         """The record of a row that selected (at least) the record's columns."""
         mapping = row._mapping
         values: dict[str, Any] = {field.name: mapping[field.name] for field in fields(cls)}
         return cls(**values)
 
     @classmethod
-    def of_all(cls, rows: Sequence[Row[Any]]) -> list[Self]:
+    def of_all(cls, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[Self]:
         return [cls.of(row) for row in rows]
 
 
@@ -153,6 +153,139 @@ class StatusCount(_Record):
     deliveries: int
     held: int
     held_until: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEventRecord(_Record):
+    """A delivery's state change or other event (delivery_events), for its history."""
+
+    id: int
+    delivery_id: uuid.UUID
+    type: str
+    at: dt.datetime
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InAppNotificationRecord(_Record):
+    """A person's in-app notification as db/notifications.py pages it: the IN_APP
+    delivery (`id`, `state`, `read_at`) with its notification's kind, time and text, and
+    the task and comment it is about."""
+
+    id: uuid.UUID
+    state: str
+    read_at: dt.datetime | None
+    created_at: dt.datetime
+    kind: str
+    message_text: str | None
+    task_id: uuid.UUID
+    task_title: str
+    comment_id: uuid.UUID | None
+    comment_body: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTokenRecord(_Record):
+    """An API token: every column but its hash, which never leaves db/api_tokens.py."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    person_id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRecord(_Record):
+    """An invitation: every column but its secret's hash."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    person_id: uuid.UUID
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    used_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRecord(_Record):
+    """A webhook endpoint, its secrets included: the worker signs with them (the API
+    shows a secret only when it is made)."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    url: str
+    event_types: list[str]
+    channels: list[str]  # [] = every channel
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: dt.datetime | None
+    disabled_at: dt.datetime | None
+    disabled_reason: str | None
+    failing_since: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEventRecord(_Record):
+    """A status-webhook event with its delivery's fixed facts, which are None once the
+    delivery is purged (the event outlives it)."""
+
+    id: int
+    endpoint_id: uuid.UUID
+    delivery_id: uuid.UUID
+    type: str
+    old_state: str | None
+    new_state: str
+    error_code: str | None
+    error_message: str | None
+    read_confidence: str | None
+    occurred_at: dt.datetime
+    status: str  # PENDING, DELIVERED or FAILED
+    attempts: int
+    finished_at: dt.datetime | None
+    recipient_id: uuid.UUID | None
+    channel: str | None
+    address: str | None
+    task_id: uuid.UUID | None
+    comment_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttemptRecord(_Record):
+    """One attempt to send an event, with the event's type and delivery."""
+
+    id: int
+    endpoint_id: uuid.UUID
+    event_id: int
+    at: dt.datetime
+    status_code: int | None
+    latency_ms: float
+    response: str | None  # the first KiB of the answer
+    error: str | None
+    succeeded: bool
+    type: str
+    delivery_id: uuid.UUID
+
+
+class LoggedEvent(Protocol):
+    """An event of db/event_log.py's log: which delivery changed. A Protocol over the
+    result rows, as DeliveryRow is: the live feed reads every event of every account."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def delivery_id(self) -> uuid.UUID: ...
+
+
+class AccountLoggedEvent(LoggedEvent, Protocol):
+    """A logged event with its delivery's account (the live feed sorts by account)."""
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
 
 
 class DeliveryRow(Protocol):

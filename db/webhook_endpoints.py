@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import WebhookEndpointRecord
 from db.tables import send_jobs, webhook_endpoints
 
 # How long the previous secret keeps signing after a rotation.
@@ -27,7 +27,7 @@ async def create_endpoint(
     channels: Sequence[str],
     secret: str,
     now: dt.datetime,
-) -> Row[Any]:
+) -> WebhookEndpointRecord:
     endpoint_id = uuid.uuid4()
     await conn.execute(
         webhook_endpoints.insert().values(
@@ -48,8 +48,8 @@ async def create_endpoint(
 
 async def get_endpoint(
     conn: AsyncConnection, account_id: uuid.UUID, endpoint_id: uuid.UUID
-) -> Row[Any] | None:
-    return (
+) -> WebhookEndpointRecord | None:
+    row = (
         await conn.execute(
             webhook_endpoints.select().where(
                 webhook_endpoints.c.id == endpoint_id,
@@ -57,22 +57,28 @@ async def get_endpoint(
             )
         )
     ).first()
+    return None if row is None else WebhookEndpointRecord.of(row)
 
 
-async def endpoint_by_id(conn: AsyncConnection, endpoint_id: uuid.UUID) -> Row[Any] | None:
+async def endpoint_by_id(
+    conn: AsyncConnection, endpoint_id: uuid.UUID
+) -> WebhookEndpointRecord | None:
     """Any account's endpoint (the worker's read)."""
-    return (
+    row = (
         await conn.execute(webhook_endpoints.select().where(webhook_endpoints.c.id == endpoint_id))
     ).first()
+    return None if row is None else WebhookEndpointRecord.of(row)
 
 
-async def list_endpoints(conn: AsyncConnection, account_id: uuid.UUID) -> list[Row[Any]]:
+async def list_endpoints(
+    conn: AsyncConnection, account_id: uuid.UUID
+) -> list[WebhookEndpointRecord]:
     rows = await conn.execute(
         webhook_endpoints.select()
         .where(webhook_endpoints.c.account_id == account_id)
         .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
     )
-    return list(rows.all())
+    return WebhookEndpointRecord.of_all(rows.all())
 
 
 async def update_endpoint(
@@ -81,7 +87,7 @@ async def update_endpoint(
     endpoint_id: uuid.UUID,
     values: dict[str, Any],
     now: dt.datetime,
-) -> Row[Any] | None:
+) -> WebhookEndpointRecord | None:
     await conn.execute(
         webhook_endpoints.update()
         .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.account_id == account_id)
@@ -92,7 +98,7 @@ async def update_endpoint(
 
 async def enable(
     conn: AsyncConnection, account_id: uuid.UUID, endpoint_id: uuid.UUID, now: dt.datetime
-) -> Row[Any] | None:
+) -> WebhookEndpointRecord | None:
     """Enabled again: its failure streak starts afresh, and what is still pending is due."""
     row = await update_endpoint(
         conn,
@@ -135,7 +141,7 @@ async def rotate_secret(
     endpoint_id: uuid.UUID,
     new_secret: str,
     now: dt.datetime,
-) -> Row[Any] | None:
+) -> WebhookEndpointRecord | None:
     """The new secret signs from now on; the old one also signs for ROTATION_OVERLAP."""
     await conn.execute(
         webhook_endpoints.update()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.records import WebhookAttemptRecord, WebhookEventRecord
 from db.tables import (
     deliveries,
     notifications,
@@ -46,7 +46,7 @@ _WITH_DELIVERY = (
 
 async def pending_events(
     conn: AsyncConnection, endpoint_id: uuid.UUID, limit: int
-) -> list[Row[Any]]:
+) -> list[WebhookEventRecord]:
     """The endpoint's pending events, oldest first."""
     rows = await conn.execute(
         _WITH_DELIVERY.where(
@@ -55,7 +55,7 @@ async def pending_events(
         .order_by(webhook_events.c.id)
         .limit(limit)
     )
-    return list(rows.all())
+    return WebhookEventRecord.of_all(rows.all())
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ async def attempts_page(
     before: int | None,
     limit: int,
     failed_only: bool,
-) -> list[Row[Any]]:
+) -> list[WebhookAttemptRecord]:
     """An endpoint's attempts, newest first, with the event each tried."""
     query = (
         sa.select(webhook_attempts, webhook_events.c.type, webhook_events.c.delivery_id)
@@ -166,7 +166,7 @@ async def attempts_page(
         query = query.where(webhook_attempts.c.id < before)
     if failed_only:
         query = query.where(webhook_attempts.c.succeeded.is_(False))
-    return list((await conn.execute(query)).all())
+    return WebhookAttemptRecord.of_all((await conn.execute(query)).all())
 
 
 async def replay(

@@ -53,7 +53,7 @@ class EventFacts:
     task_id: uuid.UUID | None
     comment_id: uuid.UUID | None
     recipient_id: uuid.UUID | None
-    channel: str
+    channel: str | None  # None, as task_id, once the delivery is purged
     address: str | None
     old_state: str | None
     new_state: str

@@ -6,16 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from broadcaster._base import Unsubscribed
-from sqlalchemy.engine import Row
 
 from broadcast.facade import publish_changes
 from common.cursors import InvalidCursor
 from common.events import account_channel
 from db import deliveries as db_deliveries
 from db import notifications as db_notifications
+from db.records import InAppNotificationRecord
 from db.tasks import Page
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden
@@ -31,7 +30,7 @@ def _own(info: Info, person_id: str) -> uuid.UUID:
 
 async def notifications(
     info: Info, person_id: str, first: int | None, after: str | None, unread_only: bool
-) -> Page[Row[Any]]:
+) -> Page[InAppNotificationRecord]:
     own = _own(info, person_id)
     account_id = info.context.require_viewer().account_id
     try:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
-from sqlalchemy.engine import Row
 
 from broadcast.facade import publish_changes
 from common.domain import Channel, NotificationKind, PersonKind
@@ -19,7 +17,7 @@ from db import invitations as db_invitations
 from db import people as db_people
 from db.accounts import Viewer
 from db.erasure import erase_person
-from db.records import PersonRecord
+from db.records import ApiTokenRecord, PersonRecord
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
 from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
@@ -70,7 +68,7 @@ async def token_holder(info: Info, person_id: str) -> PersonRecord:
     return person
 
 
-async def create_api_token(info: Info, person_id: str, name: str) -> tuple[Row[Any], str]:
+async def create_api_token(info: Info, person_id: str, name: str) -> tuple[ApiTokenRecord, str]:
     viewer = info.context.require_viewer()
     name = _token_name(name)
     person = await employee(info, person_id)
@@ -81,7 +79,7 @@ async def create_api_token(info: Info, person_id: str, name: str) -> tuple[Row[A
         )
 
 
-async def api_tokens(info: Info, person_id: str | None) -> Sequence[Row[Any]]:
+async def api_tokens(info: Info, person_id: str | None) -> list[ApiTokenRecord]:
     """A manager sees every token of the account (or one person's); anyone else their own."""
     viewer = info.context.require_viewer()
     wanted = parse_id(person_id, "person") if person_id is not None else None
@@ -93,7 +91,7 @@ async def api_tokens(info: Info, person_id: str | None) -> Sequence[Row[Any]]:
         return await db_api_tokens.list_tokens(conn, viewer.account_id, wanted)
 
 
-async def revoke_api_token(info: Info, token_id: str) -> Row[Any]:
+async def revoke_api_token(info: Info, token_id: str) -> ApiTokenRecord:
     viewer = info.context.require_viewer()
     parsed = parse_id(token_id, "token")
     async with info.context.db.write() as conn:
@@ -219,7 +217,7 @@ def invitation_refused() -> GraphQLError:
     )
 
 
-async def redeem_invitation(info: Info, secret: str) -> tuple[Row[Any], str]:
+async def redeem_invitation(info: Info, secret: str) -> tuple[ApiTokenRecord, str]:
     """A new token for the invited person, once; signs this request in as them so that
     the answer can show who they are."""
     settings = info.context.services.settings

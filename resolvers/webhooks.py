@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import Row
 
 from common.domain import Channel
 from common.time import utcnow
 from db import webhook_endpoints as db_endpoints
 from db import webhook_events as db_events
 from db.accounts import Viewer
+from db.records import WebhookAttemptRecord, WebhookEndpointRecord
 from domain.text import one_line, shown
 from domain.webhook_events import WebhookEventType, new_secret
 from resolvers.context import Info, parse_id
@@ -65,7 +65,7 @@ def _channels(channels: Sequence[Channel]) -> list[str]:
 
 @dataclass(frozen=True)
 class EndpointWithSecret:
-    endpoint: Row[Any]
+    endpoint: WebhookEndpointRecord
     secret: str
 
 
@@ -87,13 +87,15 @@ async def create_endpoint(
     return EndpointWithSecret(row, secret)
 
 
-async def endpoints(info: Info) -> list[Row[Any]]:
+async def endpoints(info: Info) -> list[WebhookEndpointRecord]:
     viewer = await _manager(info)
     async with info.context.db.read() as conn:
         return await db_endpoints.list_endpoints(conn, viewer.account_id)
 
 
-async def update_endpoint(info: Info, endpoint_id: str, given: dict[str, Any]) -> Row[Any]:
+async def update_endpoint(
+    info: Info, endpoint_id: str, given: dict[str, Any]
+) -> WebhookEndpointRecord:
     """Only the fields given change; `enabled: true` enables a disabled endpoint again
     (what is still pending is sent), `enabled: false` disables it."""
     viewer = await _manager(info)
@@ -126,7 +128,7 @@ async def update_endpoint(info: Info, endpoint_id: str, given: dict[str, Any]) -
     return row
 
 
-async def disable_endpoint(info: Info, endpoint_id: str) -> Row[Any]:
+async def disable_endpoint(info: Info, endpoint_id: str) -> WebhookEndpointRecord:
     return await update_endpoint(info, endpoint_id, {"enabled": False})
 
 
@@ -169,7 +171,7 @@ def event_number(value: str, field: str) -> int:
 
 @dataclass(frozen=True)
 class AttemptsPage:
-    rows: list[Row[Any]]
+    rows: list[WebhookAttemptRecord]
     has_next: bool
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import strawberry
-from sqlalchemy.engine import Row
 
 from common import domain
 from common.cursors import encode_cursor
 from db.notifications import text_of
+from db.records import InAppNotificationRecord
 from db.tasks import Page
 from resolvers import notifications
 from resolvers.context import Info
@@ -29,7 +28,7 @@ class Notification:
     text: str
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Notification:
+    def from_row(cls, row: InAppNotificationRecord) -> Notification:
         return cls(
             id=strawberry.ID(str(row.id)),
             state=domain.DeliveryState(row.state),
@@ -54,7 +53,7 @@ class NotificationConnection:
     page_info: PageInfo
 
 
-def notification_connection(page: Page[Row[Any]]) -> NotificationConnection:
+def notification_connection(page: Page[InAppNotificationRecord]) -> NotificationConnection:
     edges = [
         NotificationEdge(
             node=Notification.from_row(row), cursor=encode_cursor(row.created_at, row.id)

@@ -9,8 +9,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
-from sqlalchemy.engine import Row
 
+from db.records import ApiTokenRecord
 from domain.roles import Role
 from resolvers import notifications, queries, task_changes, team
 from resolvers.context import Info
@@ -34,7 +34,7 @@ class ApiToken:
         return Person.from_row(await team.token_holder(info, self.person_id))
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> ApiToken:
+    def from_row(cls, row: ApiTokenRecord) -> ApiToken:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,

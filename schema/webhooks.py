@@ -4,12 +4,12 @@ mutations, as mixins that Query and Mutation (schema/operations.py) inherit."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
-from sqlalchemy.engine import Row
 
 from common import domain
+from db.records import WebhookAttemptRecord, WebhookEndpointRecord
 from domain.webhook_events import WebhookEventType, event_id
 from resolvers import webhooks
 from resolvers.context import Info
@@ -36,7 +36,7 @@ class WebhookEndpoint:
     created_at: dt.datetime
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> WebhookEndpoint:
+    def from_row(cls, row: WebhookEndpointRecord) -> WebhookEndpoint:
         return cls(
             id=strawberry.ID(str(row.id)),
             url=row.url,
@@ -73,7 +73,7 @@ class WebhookAttempt:
     succeeded: bool
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> WebhookAttempt:
+    def from_row(cls, row: WebhookAttemptRecord) -> WebhookAttempt:
         return cls(
             id=strawberry.ID(str(row.id)),
             event_id=event_id(row.event_id),

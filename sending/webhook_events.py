@@ -17,10 +17,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
-from sqlalchemy.engine import Row
 
 from channels.addresses import BlockedAddress
 from channels.http import transport_failure
@@ -30,6 +28,7 @@ from db import outbox
 from db import webhook_endpoints as db_endpoints
 from db import webhook_events as db_events
 from db.engine import Database
+from db.records import WebhookEndpointRecord, WebhookEventRecord
 from domain.webhook_events import EventFacts, WebhookEventType, body, event_id, headers
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ BATCH = 500
 RESPONSE_BYTES = 1024
 
 
-def facts_of(row: Row[Any]) -> EventFacts:
+def facts_of(row: WebhookEventRecord) -> EventFacts:
     return EventFacts(
         id=row.id,
         type=WebhookEventType(row.type),
@@ -59,7 +58,7 @@ def facts_of(row: Row[Any]) -> EventFacts:
     )
 
 
-def signing_secrets(endpoint: Row[Any], now: dt.datetime) -> list[str]:
+def signing_secrets(endpoint: WebhookEndpointRecord, now: dt.datetime) -> list[str]:
     """The current secret, and the previous one while a rotation's overlap lasts."""
     found = [endpoint.secret]
     if endpoint.previous_secret and (endpoint.previous_secret_until or now) > now:
@@ -190,7 +189,7 @@ class WebhookDispatcher:
         await self._record(job, endpoint, results, run_at, disable_reason)
 
     async def _attempt(
-        self, endpoint: Row[Any], row: Row[Any]
+        self, endpoint: WebhookEndpointRecord, row: WebhookEventRecord
     ) -> tuple[db_events.AttemptResult, str | None]:
         """One POST of one event: its result, and why the endpoint must be disabled (410,
         or a URL that can never work), if it must."""
@@ -238,7 +237,7 @@ class WebhookDispatcher:
     async def _record(
         self,
         job: outbox.ClaimedEndpointJob,
-        endpoint: Row[Any],
+        endpoint: WebhookEndpointRecord,
         results: list[db_events.AttemptResult],
         run_at: dt.datetime | None,
         disable_reason: str | None,

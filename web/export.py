@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from graphql import GraphQLError
-from sqlalchemy.engine import Row
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -51,9 +50,9 @@ def _iso(at: dt.datetime | None) -> str | None:
     return None if at is None else at.isoformat().replace("+00:00", "Z")
 
 
-def _values(row: Row[Any]) -> list[Any]:
+def _values(row: db_log.ExportedRow) -> list[Any]:
     """A delivery's fields (a row of db.delivery_log.EXPORTED), as COLUMNS names them."""
-    fields: tuple[Any, ...] = row._tuple()
+    fields = row._tuple()
     (id_, task, comment, recipient, channel, address, state, attempts, queued, sent, failed,
      delivered, read, confidence, opens, code, message, provider) = fields  # fmt: skip
     return [
@@ -71,7 +70,7 @@ def safe_cell(value: Any) -> Any:
     return value
 
 
-def _ndjson(rows: Sequence[Row[Any]]) -> bytes:
+def _ndjson(rows: Sequence[db_log.ExportedRow]) -> bytes:
     lines = (
         json.dumps(dict(zip(COLUMNS, _values(row), strict=True)), ensure_ascii=False,
                    separators=(",", ":"))
@@ -80,14 +79,14 @@ def _ndjson(rows: Sequence[Row[Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _safe_values(row: Row[Any]) -> list[Any]:
+def _safe_values(row: db_log.ExportedRow) -> list[Any]:
     values = _values(row)
     for i in _FREE_TEXT:
         values[i] = safe_cell(values[i])
     return values
 
 
-def _csv(rows: Sequence[Row[Any]], header: bool) -> bytes:
+def _csv(rows: Sequence[db_log.ExportedRow], header: bool) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     if header:

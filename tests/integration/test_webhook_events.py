@@ -255,6 +255,7 @@ async def test_an_endpoint_answering_410_is_disabled_with_the_reason_and_gets_no
         row = await db_endpoints.endpoint_by_id(conn, endpoint_id)
     assert row is not None
     assert row.disabled_at is not None
+    assert row.disabled_reason is not None
     assert "410" in row.disabled_reason
     # what else happened (the SENT, if it came before the 410) waits, unsent
     await drain(worker)
@@ -290,6 +291,8 @@ async def test_an_endpoint_failing_for_three_days_is_disabled_with_the_reason(
 
     # then
     assert disabled is not None
+    assert disabled.disabled_at is not None
+    assert disabled.disabled_reason is not None
     assert disabled.disabled_at - T0 >= dt.timedelta(days=3)
     assert "every attempt failed since" in disabled.disabled_reason
     assert "500" in disabled.disabled_reason
@@ -312,6 +315,7 @@ async def test_a_private_address_is_refused_and_the_endpoint_disabled(
     async with db.read() as conn:
         row = await db_endpoints.endpoint_by_id(conn, endpoint_id)
     assert row is not None
+    assert row.disabled_reason is not None
     assert "non-public address" in row.disabled_reason
 
 
