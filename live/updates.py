@@ -59,7 +59,7 @@ class LiveUpdate:
     ) -> None:
         self.delivery = delivery
         # Read by every subscriber's task filter: kept apart from the row.
-        self.task_id: uuid.UUID = delivery.task_id
+        self.task_id: uuid.UUID = task_of(delivery)
         self.status_rows = status_rows
         self.event_ids = event_ids
         self.position = position
@@ -134,6 +134,13 @@ async def _shared_data(update: LiveUpdate, sender: DirectSender | None) -> Any:
     return None if result.errors else result.data
 
 
+def task_of(delivery: DeliveryRow) -> uuid.UUID:
+    """The task of a delivery the live feed shows (load_updates leaves out invitations'
+    emails, the only deliveries without one)."""
+    assert delivery.task_id is not None, "an invitation's email is no task's update"
+    return delivery.task_id
+
+
 async def load_updates(
     context: LiveContext, events: Sequence[EventRef]
 ) -> list[tuple[DeliveryRow, list[DeliveryRow], tuple[int, ...]]]:
@@ -162,7 +169,7 @@ async def load_updates(
         *(
             loaders.comment_deliveries.load(row.comment_id)
             if row.comment_id is not None
-            else loaders.task_deliveries.load(row.task_id)
+            else loaders.task_deliveries.load(task_of(row))
             for row in found
         )
     )

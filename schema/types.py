@@ -187,8 +187,8 @@ async def _suppression(root: Delivery, info: Info) -> Suppression | None:
     return Suppression.from_row(row) if row is not None else None
 
 
-def _task_id(root: Delivery) -> strawberry.ID:
-    return strawberry.ID(str(root.row.task_id))
+def _task_id(root: Delivery) -> strawberry.ID | None:
+    return id_of(root.row.task_id)
 
 
 def _comment_id(root: Delivery) -> strawberry.ID | None:
@@ -203,8 +203,9 @@ class Delivery:
     def id(self) -> strawberry.ID:
         return strawberry.ID(str(self.row.id))
 
-    task_id: strawberry.ID = strawberry.field(
-        resolver=_task_id, description="The task whose notification this is."
+    task_id: strawberry.ID | None = strawberry.field(
+        resolver=_task_id,
+        description="The task whose notification this is; null for an invitation's email.",
     )
     comment_id: strawberry.ID | None = strawberry.field(
         resolver=_comment_id, description="The comment it notified of; null for the task's own."

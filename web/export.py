@@ -50,13 +50,17 @@ def _iso(at: dt.datetime | None) -> str | None:
     return None if at is None else at.isoformat().replace("+00:00", "Z")
 
 
+def _id(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _values(row: db_log.ExportedRow) -> list[Any]:
     """A delivery's fields (a row of db.delivery_log.EXPORTED), as COLUMNS names them."""
     fields = row._tuple()
     (id_, task, comment, recipient, channel, address, state, attempts, queued, sent, failed,
      delivered, read, confidence, opens, code, message, provider) = fields  # fmt: skip
     return [
-        str(id_), str(task), None if comment is None else str(comment), str(recipient),
+        str(id_), _id(task), _id(comment), str(recipient),
         channel, address, state, attempts,
         _iso(queued), _iso(sent), _iso(failed), _iso(delivered), _iso(read),
         confidence, opens, code, message, provider,

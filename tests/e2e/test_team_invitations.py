@@ -5,6 +5,7 @@ once, within 7 days; only a hash of the secret is stored."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 
@@ -161,3 +162,34 @@ async def test_only_an_owner_or_admin_invites_and_only_an_employee_with_an_email
         with pytest.raises(GraphQLError) as refused:
             await beacon.client.execute(INVITE, {"personId": person_id})
         assert refused.value.codes == ["BAD_USER_INPUT"]
+
+
+async def test_an_invitations_email_is_in_the_delivery_log_and_export_with_no_task(
+    beacon: Beacon,
+) -> None:
+    # given an invitation, whose email belongs to no task
+    _, invitation = await invited(beacon, "Noa", "noa@acme.test")
+    await beacon.sink.wait_for_text("/#/invitation/")
+
+    # then the delivery, the delivery log and the export all say "no task" as null
+    data = await beacon.client.execute(
+        "query D($id: ID!) { delivery(id: $id) { taskId commentId } }",
+        {"id": invitation["deliveryId"]},
+    )
+    assert data["delivery"] == {"taskId": None, "commentId": None}
+    log = await beacon.client.execute(
+        "query L($f: DeliveryLogFilter) {"
+        " deliveries(filter: $f) { edges { node { id taskId } } } }",
+        {"f": {"address": "noa@acme.test"}},
+    )
+    assert [edge["node"] for edge in log["deliveries"]["edges"]] == [
+        {"id": invitation["deliveryId"], "taskId": None}
+    ]
+    exported = await beacon.client.http.get(
+        "/export/deliveries.ndjson",
+        params={"address": "noa@acme.test"},
+        headers=beacon.client.headers(),
+    )
+    assert exported.status_code == 200, exported.text
+    (line,) = exported.text.splitlines()
+    assert json.loads(line)["taskId"] is None, line
