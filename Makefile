@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
 AUDIT := tests/e2e/http_audit
+# Test processes (pytest-xdist): most e2e time is spent waiting on server processes, so
+# three share two cores well; each has its own PostgreSQL database and ports.
+TEST_WORKERS ?= 3
 
 .PHONY: run test check schema clean
 
@@ -21,7 +24,7 @@ run: $(STAMP)
 
 ## test: set up, check (format, lint, types, schema drift) and run the whole test suite
 test: check $(AUDIT)/node_modules/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # The graphql-http audit (GraphQL over HTTP spec) runs on Node; without npm its test
 # skips locally (and fails in CI).
