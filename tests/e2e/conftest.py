@@ -1,5 +1,5 @@
 """End-to-end fixtures: the real server (`python main.py serve`) on the test's database,
-sending to a real SMTP server (the sink), with an account made by the real CLI.
+sending to a real SMTP server (the sink), with an account as the CLI makes it.
 
 `beacon` depends on `database_url`, so every test that uses it runs on SQLite and on
 PostgreSQL. A test picks the account's plan with `@pytest.mark.parametrize("plan",
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import Beacon, GatedSmtpSink, create_account
+from tests.e2e.helpers import Beacon, GatedSmtpSink, create_account_directly
 from tests.support.graphql_client import GraphQLClient
 from tests.support.server import ServerProcess
 
@@ -53,11 +53,13 @@ async def beacon(
         {"DATABASE_URL": database_url, "SMTP_URL": smtp_sink.url, **server_env},
     )
     try:
-        # The CLI and the server start side by side (each takes about a second); on
-        # SQLite the server may then also create its demo account, which no test sees.
+        # The account is written while the server starts; on SQLite the server may then
+        # also create its demo account, which no test sees.
         async with asyncio.TaskGroup() as group:
             created = group.create_task(
-                create_account(server.env, name="Acme", plan=plan, email="owner@acme.test")
+                create_account_directly(
+                    database_url, name="Acme", plan=plan, email="owner@acme.test"
+                )
             )
             group.create_task(server.start())
         beacon = Beacon(

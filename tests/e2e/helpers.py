@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
+from common.domain import Plan
+from db import accounts as db_accounts
+from db.engine import Database
 from tests.support.graphql_client import TRANSPORT_WS, GraphQLClient, Subscription
 from tests.support.server import ROOT, ServerProcess
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
@@ -251,12 +254,29 @@ async def create_account(env: Mapping[str, str], *, name: str, plan: str, email:
     return Account(created["account_id"], created["person_id"], created["token"])
 
 
+async def create_account_directly(
+    database_url: str, *, name: str, plan: str, email: str
+) -> Account:
+    """The same account `create-account` makes, written from the test process: the CLI's
+    own process costs a second of CPU, and every e2e test needs an account (the CLI is
+    still what `Beacon.create_account` and the CLI's own tests run)."""
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            created = await db_accounts.create_account(
+                conn, name=name, plan=Plan(plan), email=email
+            )
+    finally:
+        await db.dispose()
+    return Account(str(created.account_id), str(created.person_id), created.token)
+
+
 # --------------------------------------------------------------------------- the running server
 
 
 @dataclass
 class Beacon:
-    """A running server with one account (made with the CLI) and a client signed in to it."""
+    """A running server with one account and a client signed in to it."""
 
     server: ServerProcess
     sink: GatedSmtpSink
