@@ -383,6 +383,14 @@ sa.Index(
     deliveries.c.queued_at,
     deliveries.c.id,
 )
+# A person's in-app notifications (db/notifications.py): the bell recounts its unread
+# ones whenever a delivery of the account changes, so that count must not scan the account.
+sa.Index(
+    "ix_deliveries_recipient_id_channel_state",
+    deliveries.c.recipient_id,
+    deliveries.c.channel,
+    deliveries.c.state,
+)
 
 
 # An account's provider credentials: write-only over the API, never logged.

@@ -1,4 +1,5 @@
-"""delivery log indexes: an account's deliveries by queued_at (and by address, state)
+"""delivery log indexes: an account's deliveries by queued_at (and by address, state);
+a person's in-app deliveries by state
 
 Revision ID: 0011
 Revises: 0009
@@ -25,6 +26,9 @@ _INDEXES = {
     "ix_deliveries_account_id_queued_at": ["account_id", "queued_at", "id"],
     "ix_deliveries_account_id_address_queued_at": ["account_id", "address", "queued_at", "id"],
     "ix_deliveries_account_id_state_queued_at": ["account_id", "state", "queued_at", "id"],
+    # Not the log's: a person's unread in-app count, recounted by every open bell on each
+    # change in the account (db/notifications.py).
+    "ix_deliveries_recipient_id_channel_state": ["recipient_id", "channel", "state"],
 }
 
 
