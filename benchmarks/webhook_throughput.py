@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 
 import httpx
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from benchmarks.support import fresh_database, seed_comments
@@ -31,6 +28,7 @@ from db.engine import Database
 from db.tables import deliveries
 from domain.webhook_events import new_secret
 from sending.webhook_events import WebhookDispatcher
+from tests.support.providers.server import LocalServer
 
 
 class Receiver:
@@ -59,22 +57,6 @@ class Receiver:
         self.changed.set()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Receiver) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    # uvicorn has no event for "listening", only this flag.
-    while not server.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def drain(dispatcher: WebhookDispatcher, receiver: Receiver, want: int) -> None:
@@ -108,7 +90,8 @@ async def _run(kind: str, events: int, latency_samples: int, data_dir: str) -> N
             seeded = await seed_comments(
                 db, comments=events + latency_samples, recipients=1, state=DeliveryState.SENT
             )
-            async with serving(receiver) as hook:
+            async with LocalServer(receiver) as server:
+                hook = f"{server.url}/hook"
                 async with db.write() as conn:
                     await db_endpoints.create_endpoint(
                         conn,

@@ -190,21 +190,3 @@ async def replay(
         .values(status=PENDING, attempts=0, finished_at=None)
     )
     return int(result.rowcount)
-
-
-async def endpoint_event_counts(
-    conn: AsyncConnection, endpoint_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """How many events of each endpoint are pending."""
-    counts = dict.fromkeys(endpoint_ids, 0)
-    if endpoint_ids:
-        rows = await conn.execute(
-            sa.select(webhook_events.c.endpoint_id, sa.func.count())
-            .where(
-                webhook_events.c.endpoint_id.in_(endpoint_ids),
-                webhook_events.c.status == PENDING,
-            )
-            .group_by(webhook_events.c.endpoint_id)
-        )
-        counts.update((endpoint_id, int(n)) for endpoint_id, n in rows)
-    return counts

@@ -112,10 +112,10 @@ async def update_endpoint(
         values["channels"] = _channels(given["channels"])
     now = utcnow()
     async with info.context.db.write() as conn:
-        row = await db_endpoints.get_endpoint(conn, viewer.account_id, parsed)
+        # None when the account has no such endpoint (nothing was updated).
+        row = await db_endpoints.update_endpoint(conn, viewer.account_id, parsed, values, now)
         if row is None:
             raise not_found("webhook endpoint")
-        row = await db_endpoints.update_endpoint(conn, viewer.account_id, parsed, values, now)
         enabled = given.get("enabled")
         if enabled is True:
             row = await db_endpoints.enable(conn, viewer.account_id, parsed, now)

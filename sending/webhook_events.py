@@ -21,7 +21,7 @@ from collections.abc import Callable
 import httpx
 
 from channels.addresses import BlockedAddress
-from channels.http import transport_failure
+from channels.http import host_of, transport_failure
 from channels.webhook import WebhookChannel
 from common.settings import Settings
 from db import outbox
@@ -210,7 +210,7 @@ class WebhookDispatcher:
         except (ValueError, httpx.InvalidURL) as invalid:
             error = disable = f"the URL cannot be used: {invalid}"
         except (httpx.HTTPError, OSError, TimeoutError) as failure:
-            error = transport_failure(endpoint.url, failure, host=_host(endpoint.url)).message
+            error = transport_failure(endpoint.url, failure, host=host_of(endpoint.url)).message
         latency_ms = (time.perf_counter() - began) * 1000
         succeeded = status is not None and 200 <= status < 300
         if status == 410:
@@ -268,10 +268,3 @@ class WebhookDispatcher:
             held = await db_events.release_job(conn, job.job_id, self.owner, endpoint.id, run_at)
         if not held:
             log.warning("worker %s: lost the lease on webhook job %s", self.owner, job.job_id)
-
-
-def _host(url: str) -> str:
-    try:
-        return httpx.URL(url).host or "the receiver"
-    except httpx.InvalidURL:
-        return "the receiver"
