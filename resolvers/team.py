@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from broadcast.facade import publish_changes
 from common.domain import Channel, NotificationKind, PersonKind
 from common.time import utcnow
-from common.tokens import INVITATION, invitation_secret, verify
+from common.tokens import INVITATION, INVITATION_LIFETIME, invitation_secret, verify
 from db import api_tokens as db_api_tokens
 from db import invitations as db_invitations
 from db import people as db_people
@@ -145,10 +145,6 @@ async def delete_person(info: Info, person_id: str) -> bool:
         await publish_revoked(info.context.services.broadcast, token_id)
     info.context.reset_loaders()
     return True
-
-
-# How long an invitation's link works.
-INVITATION_LIFETIME = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
