@@ -89,9 +89,9 @@ def cmd_create_account(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
-    import datetime as dt
     import uuid
 
+    from common.time import utcnow
     from db.api_tokens import mint_for_employee
     from db.engine import Database
 
@@ -109,9 +109,7 @@ def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             async with db.write() as conn:
-                return await mint_for_employee(
-                    conn, account_id, person_id, name, dt.datetime.now(dt.UTC)
-                )
+                return await mint_for_employee(conn, account_id, person_id, name, utcnow())
         finally:
             await db.dispose()
 

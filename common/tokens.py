@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import uuid
@@ -20,6 +21,8 @@ BOUNCE = b"beacon.bounce.v1:"
 # An invitation's secret is its id signed for this purpose: only a hash of it is stored,
 # and the worker can still write the link into the email (ADR 0020).
 INVITATION = b"beacon.invitation.v1:"
+# How long an invitation's link works (invitePerson; its email says so).
+INVITATION_LIFETIME = dt.timedelta(days=7)
 
 
 def _mac(key: bytes, purpose: bytes, raw_id: bytes) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.time import utcnow
 from db.accounts import TOKEN_PREFIX, Viewer, hash_token
 from db.records import ApiTokenRecord
 from db.tables import api_tokens, people
@@ -127,7 +128,7 @@ async def viewer_for_token(conn: AsyncConnection, token: str) -> tuple[Viewer, b
     ).first()
     if row is None:
         return None
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     due = row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION
     viewer = Viewer(
         account_id=row.account_id, person_id=row.person_id, token_id=row.id, role=row.role

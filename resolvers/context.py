@@ -129,5 +129,5 @@ async def authenticate(db: Database, authorization: str | None) -> Viewer | None
     viewer, due = found
     if due and viewer.token_id is not None:
         async with db.write() as conn:
-            await db_api_tokens.touch(conn, viewer.token_id, dt.datetime.now(dt.UTC))
+            await db_api_tokens.touch(conn, viewer.token_id, utcnow())
     return viewer

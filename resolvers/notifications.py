@@ -3,7 +3,6 @@ and marking them all read. Each person sees only their own."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,6 +11,7 @@ from broadcaster._base import Unsubscribed
 from broadcast.facade import publish_changes
 from common.cursors import InvalidCursor
 from common.events import account_channel
+from common.time import utcnow
 from db import deliveries as db_deliveries
 from db import notifications as db_notifications
 from db.records import InAppNotificationRecord
@@ -57,7 +57,7 @@ async def unread_count(info: Info, person_id: str) -> int:
 
 async def mark_all_read(info: Info) -> int:
     viewer = info.context.require_viewer()
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     async with info.context.db.write() as conn:
         moved = await db_notifications.mark_all_read(conn, viewer.account_id, viewer.person_id, now)
         await db_deliveries.add_event(conn, moved, "read", now)

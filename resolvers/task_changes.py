@@ -3,10 +3,10 @@ Any employee of the account may (ADR 0020): tasks are the team's work."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 
+from common.time import utcnow
 from db import task_changes as db_task_changes
 from domain.validation import validate_title
 from resolvers.context import Info, parse_id
@@ -26,7 +26,7 @@ async def update_task(
             parsed,
             title=cleaned,
             closed=closed,
-            now=dt.datetime.now(dt.UTC),
+            now=utcnow(),
         )
     if not found:
         raise not_found("task")

@@ -11,7 +11,8 @@ from graphql import GraphQLError
 
 from broadcast.facade import publish_changes
 from common.domain import Channel, NotificationKind, PersonKind
-from common.tokens import INVITATION, invitation_secret, verify
+from common.time import utcnow
+from common.tokens import INVITATION, INVITATION_LIFETIME, invitation_secret, verify
 from db import api_tokens as db_api_tokens
 from db import invitations as db_invitations
 from db import people as db_people
@@ -20,7 +21,7 @@ from db.erasure import erase_person
 from db.records import ApiTokenRecord, PersonRecord
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
-from domain.roles import Role, may_change_role, may_manage_tokens_of, needed_role
+from domain.roles import Role, manages_account, may_change_role, may_manage_tokens_of, needed_role
 from domain.text import one_line
 from live.token_sockets import publish_revoked
 from resolvers.context import Info, parse_id
@@ -28,10 +29,6 @@ from resolvers.errors import bad_input, forbidden, not_found
 from resolvers.roles import require_manager, viewer_role
 
 MAX_TOKEN_NAME = 200
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _token_name(value: str) -> str:
@@ -83,7 +80,7 @@ async def api_tokens(info: Info, person_id: str | None) -> list[ApiTokenRecord]:
     """A manager sees every token of the account (or one person's); anyone else their own."""
     viewer = info.context.require_viewer()
     wanted = parse_id(person_id, "person") if person_id is not None else None
-    if wanted is None and viewer_role(viewer) not in (Role.OWNER, Role.ADMIN):
+    if wanted is None and not manages_account(viewer_role(viewer)):
         wanted = viewer.person_id
     if wanted is not None:
         _tokens_allowed(info, wanted, "Listing the tokens")
@@ -148,10 +145,6 @@ async def delete_person(info: Info, person_id: str) -> bool:
         await publish_revoked(info.context.services.broadcast, token_id)
     info.context.reset_loaders()
     return True
-
-
-# How long an invitation's link works.
-INVITATION_LIFETIME = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)

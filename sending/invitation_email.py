@@ -8,7 +8,7 @@ import html
 import uuid
 
 from common.settings import Settings
-from common.tokens import invitation_secret
+from common.tokens import INVITATION_LIFETIME, invitation_secret
 from db.records import NotificationRecord
 
 SUBJECT = "[Beacon] You are invited to sign in"
@@ -30,7 +30,10 @@ def invitation_email(settings: Settings, notification: NotificationRecord) -> tu
         text = f"{intro}\n\nThis invitation was withdrawn.\n"
         return SUBJECT, text, f"<p>{html.escape(intro)}</p><p>This invitation was withdrawn.</p>"
     link = invitation_link(settings, notification.invitation_id)
-    how = "Open this link within 7 days to get your own sign-in token. It works once:"
+    how = (
+        f"Open this link within {INVITATION_LIFETIME.days} days to get your own sign-in "
+        "token. It works once:"
+    )
     text = f"{intro}\n\n{how}\n{link}\n"
     document = (
         '<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8">'
