@@ -25,7 +25,7 @@ from tests.e2e.helpers import (
 from tests.e2e.test_account_rules import settled_status
 from tests.e2e.test_account_rules_extended import cli
 from tests.support.graphql_client import GraphQLClient
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sessions_waiting_on_a_lock
 
 CREATE_TASK_WITH_KEY = """
 mutation CreateTask($title: String!, $subscriberIds: [ID!]!, $key: String) {
@@ -156,7 +156,7 @@ async def test_requests_waiting_on_a_held_key_make_one_task_and_one_email_betwee
         answers = asyncio.gather(
             *(post(client, CREATE_TASK, variables, "held") for client in clients)
         )
-        await eventually(lambda: backends_waiting_on_a_lock(db, 2))
+        await eventually(lambda: sessions_waiting_on_a_lock(db, 2))
         # and the holder gives up (a request that failed after taking the key)
         await holder.rollback()
     done = await answers
@@ -167,14 +167,6 @@ async def test_requests_waiting_on_a_held_key_make_one_task_and_one_email_betwee
     assert await count(db, tasks_titled("Held")) == 1
     await all_sent(beacon, ann, "After the wait")
     assert emails_about(beacon.sink, "Held") == 1
-
-
-async def backends_waiting_on_a_lock(db: Database, expected: int) -> None:
-    waiting = sa.text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    assert await count(db, waiting) == expected
 
 
 async def test_concurrent_addcomment_requests_with_one_key_make_one_comment_and_one_email(

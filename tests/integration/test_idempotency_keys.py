@@ -18,7 +18,7 @@ from db.purge import purge
 from db.tables import idempotency_keys
 from domain.idempotency import KEY_LIFETIME, input_hash
 from tests.support.builders import create_account
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sessions_waiting_on_a_lock
 
 NOW = dt.datetime(2026, 12, 3, 8, 0, tzinfo=dt.UTC)
 HASH = input_hash("createTask", {"title": "T", "subscriberIds": []})
@@ -41,17 +41,6 @@ async def claim(
         if used is None:
             await idempotency.record_result(conn, account_id=account_id, key=key, result_id=result)
         return used
-
-
-async def one_waits_for_a_lock(db: Database) -> None:
-    async with db.read() as conn:
-        waiting = await conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        )
-        assert waiting.scalar_one() == 1
 
 
 class Abandoned(Exception):
@@ -83,7 +72,7 @@ async def test_a_second_request_with_the_key_waits_for_the_first_and_follows_its
             second = asyncio.create_task(claim(db, account.account_id, "k", result=second_result))
             if db.dialect_name == "postgresql":
                 # (on SQLite it waits for the write lock instead)
-                await eventually(lambda: one_waits_for_a_lock(db), timeout=10)
+                await eventually(lambda: sessions_waiting_on_a_lock(db), timeout=10)
             assert not second.done()
             await idempotency.record_result(
                 conn, account_id=account.account_id, key="k", result_id=first_result

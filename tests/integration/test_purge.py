@@ -15,7 +15,7 @@ from db.engine import Database
 from db.purge import purge
 from db.tables import deliveries, delivery_events, messages, send_jobs
 from tests.support.builders import T0, commented_task, count_rows, events_of
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, sessions_waiting_on_a_lock
 
 OLD = T0 - dt.timedelta(days=400)
 CUTOFF = T0 - dt.timedelta(days=1)
@@ -73,16 +73,6 @@ async def test_given_a_writer_holding_a_delivery_with_a_new_event_when_the_purge
     old = await commented_task(db, ["ann@example.test"], now=OLD)
     (delivery_id,) = old.notified.delivery_ids
 
-    async def purge_waits_for_a_lock() -> None:
-        async with db.read() as conn:
-            waiting = await conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            assert waiting.scalar_one() == 1
-
     async with db.write() as writer:
         await writer.execute(
             deliveries.update()
@@ -93,7 +83,7 @@ async def test_given_a_writer_holding_a_delivery_with_a_new_event_when_the_purge
 
         # when: the purge starts meanwhile, and the writer commits once it waits
         purging = asyncio.create_task(purge(db, older_than=CUTOFF))
-        await eventually(purge_waits_for_a_lock, timeout=10)
+        await eventually(lambda: sessions_waiting_on_a_lock(db), timeout=10)
     deleted = await purging
 
     # then: the event committed under the purge's feet went with its delivery

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from db.engine import Database
 
 T = TypeVar("T")
 
@@ -33,3 +38,17 @@ async def eventually(
                 raise
         # Polling another process: the interval bounds the wait, it orders nothing.
         await asyncio.sleep(interval)
+
+
+_WAITING_ON_A_LOCK = sa.text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def sessions_waiting_on_a_lock(db: Database, expected: int = 1) -> None:
+    """Passes when `expected` sessions of this PostgreSQL database wait for a lock: for
+    `eventually`, to know a concurrent transaction has reached the row another holds."""
+    async with db.read() as conn:
+        waiting = (await conn.execute(_WAITING_ON_A_LOCK)).scalar_one()
+    assert waiting == expected
