@@ -87,11 +87,7 @@ class Context:
 
     async def history_cutoff(self) -> dt.datetime:
         """Deliveries of notifications older than this are not shown on this plan."""
-        account = await self.account()
-        days = self.services.settings.history_days(Plan(account.plan))
-        if days is None:
-            raise plan_required()
-        return utcnow() - dt.timedelta(days=days)
+        return history_cutoff_of(self.services.settings, Plan((await self.account()).plan))
 
     async def visible(self, rows: Sequence[D]) -> list[D]:
         """The rows (deliveries with `notified_at`) inside the plan's history window."""
@@ -100,6 +96,15 @@ class Context:
 
 
 Info = StrawberryInfo[Context, None]
+
+
+def history_cutoff_of(settings: Settings, plan: Plan) -> dt.datetime:
+    """The oldest notification time a plan shows; PLAN_REQUIRED for a plan without
+    tracking. Shared by the GraphQL context and the export, which has none."""
+    days = settings.history_days(plan)
+    if days is None:
+        raise plan_required()
+    return utcnow() - dt.timedelta(days=days)
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:

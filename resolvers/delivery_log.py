@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from common.cursors import InvalidCursor
 from common.domain import Channel, DeliveryState, Plan, ReadConfidence
-from common.time import utcnow
 from db import accounts as db_accounts
 from db import delivery_log as db_log
 from db import stats as db_stats
@@ -19,8 +18,8 @@ from db import tasks as db_tasks
 from db.accounts import Viewer
 from db.records import DeliveryRow
 from domain.text import one_line, shown
-from resolvers.context import Info, Services
-from resolvers.errors import bad_input, plan_required
+from resolvers.context import Info, Services, history_cutoff_of
+from resolvers.errors import bad_input
 from resolvers.queries import page_size
 
 MAX_ADDRESS = 2000
@@ -91,10 +90,7 @@ async def export_cutoff(services: Services, viewer: Viewer) -> dt.datetime:
     tracking (the export has no GraphQL context)."""
     async with services.db.read() as conn:
         account = await db_accounts.get_account(conn, viewer.account_id)
-    days = services.settings.history_days(Plan(account.plan))
-    if days is None:
-        raise plan_required()
-    return utcnow() - dt.timedelta(days=days)
+    return history_cutoff_of(services.settings, Plan(account.plan))
 
 
 # --- Rates ---
