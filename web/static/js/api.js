@@ -145,7 +145,7 @@ query Feed($id: ID!, $includeSystem: Boolean!, $last: Int, $before: String) {
     subscribers { id name }
     deliveryStatus { ...StatusFields }
     comments(includeSystem: $includeSystem, last: $last, before: $before) {
-      edges { node { ...CommentFields } }
+      edges { cursor node { ...CommentFields } }
       pageInfo { hasPreviousPage startCursor }
     }
   }

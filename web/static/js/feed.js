@@ -45,6 +45,7 @@ export class Feed {
     this.toggle.addEventListener("change", () => {
       localStorage.setItem(SYSTEM_KEY, String(this.toggle.checked));
       this.absent.clear();
+      this.comments = []; // another list: it opens at its newest page
       this.reload().catch(this.failed);
     });
     byId("comments-more").addEventListener("click", () => this.loadEarlier().catch(this.failed));
@@ -88,14 +89,29 @@ export class Feed {
       return;
     }
     this.task = data.task;
-    this.comments = data.task.comments.edges.map((edge) => edge.node);
-    this.pageInfo = data.task.comments.pageInfo;
+    const { edges, pageInfo } = this.sinceEarliestShown(data.task.comments);
+    this.comments = edges.map((edge) => edge.node);
+    this.pageInfo = pageInfo;
     setSnapshot(taskKey(id), data.task.deliveryStatus, token);
     for (const comment of this.comments) {
       setSnapshot(commentKey(comment.id), comment.deliveryStatus, token);
     }
     this.render();
     this.loaded(this.task);
+  }
+
+  /**
+   * A reload keeps the earliest comment shown as the top of the list. It asks for one
+   * more than is shown, so when the comment that prompted it was already added here (its
+   * live update came before the mutation's answer), the extra one is an earlier comment
+   * that nobody asked to see.
+   */
+  sinceEarliestShown(connection) {
+    const earliest = this.comments[0]?.id;
+    const start = connection.edges.findIndex((edge) => edge.node.id === earliest);
+    if (start <= 0) return connection;
+    const edges = connection.edges.slice(start);
+    return { edges, pageInfo: { hasPreviousPage: true, startCursor: edges[0].cursor } };
   }
 
   /** The page before the earliest comment shown, put above it. */
