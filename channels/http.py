@@ -205,15 +205,15 @@ def _network_failure(exc: BaseException, host: str) -> tuple[str, str]:
     return "NETWORK_ERROR", f"{host}: {exc or type(exc).__name__}"
 
 
-# The request extension that carries the real path (bytes, with the query).
-WIRE_PATH = "beacon.wire_path"
+# The request extension that carries the URL a request really goes to (an httpx.URL of
+# the same origin): the request's own URL has a placeholder where the path is secret.
+WIRE_URL = "beacon.wire_url"
 
 
 class HiddenPathTransport(httpx.AsyncBaseTransport):
-    """Sends each request to the path (and query) in its `WIRE_PATH` extension, so the
-    URL that httpx sees, logs ("HTTP Request: POST ...") and quotes in its errors carries
-    only a placeholder: a Telegram bot token and a Slack webhook's secret both live in
-    the path.
+    """Sends each request to the URL in its `WIRE_URL` extension, so the URL that httpx
+    sees, logs ("HTTP Request: POST ...") and quotes in its errors carries only a
+    placeholder: a Telegram bot token and a Slack webhook's secret both live in the path.
 
     A client using it needs trust_env=False: proxies from the environment are mounted
     in front of the transport and would send the placeholder.
@@ -224,12 +224,12 @@ class HiddenPathTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         extensions = dict(request.extensions)
-        wire_path = extensions.pop(WIRE_PATH, None)
-        if not isinstance(wire_path, bytes):
+        wire_url = extensions.pop(WIRE_URL, None)
+        if not isinstance(wire_url, httpx.URL):
             return await self._inner.handle_async_request(request)
         wire = httpx.Request(
             request.method,
-            request.url.copy_with(raw_path=wire_path),
+            wire_url,
             headers=request.headers,
             stream=request.stream,
             extensions=extensions,

@@ -28,7 +28,7 @@ class TelegramChannel:
 
     def __init__(self, api_url: str, *, timeout: float) -> None:
         self._api_url = api_url.rstrip("/")
-        self._api_path = httpx.URL(self._api_url).raw_path.rstrip(b"/")
+        self._api = httpx.URL(self._api_url)
         self._host = http.host_of(api_url)
         # The token is part of the path: only the transport puts it in, on the way to
         # the wire, so no log line or error text can quote it.
@@ -53,14 +53,17 @@ class TelegramChannel:
             response = await self._client.post(
                 f"{self._api_url}/{_BOT_SLOT}/sendMessage",
                 json={"chat_id": chat_id, "text": http.shorten(notice.text, MAX_TEXT)},
-                extensions={http.WIRE_PATH: self._wire_path(token)},
+                extensions={http.WIRE_URL: self._wire_url(token)},
             )
         except httpx.HTTPError as exc:
             return http.transport_failure(address, exc, host=self._host, secrets=(token,))
         return self._result(address, chat_id, response, token)
 
-    def _wire_path(self, token: str) -> bytes:
-        return self._api_path + f"/bot{quote(token, safe=':')}/sendMessage".encode()
+    def _wire_url(self, token: str) -> httpx.URL:
+        return self._api.copy_with(
+            raw_path=self._api.raw_path.rstrip(b"/")
+            + f"/bot{quote(token, safe=':')}/sendMessage".encode()
+        )
 
     def _result(
         self, address: str, chat_id: str, response: httpx.Response, token: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -99,7 +100,7 @@ class WebhookChannel:
     async def send(self, notice: Notice, credentials: ChannelCredentials) -> RecipientResult:
         address = notice.address
         try:
-            url = httpx.URL(address.strip())
+            url = _parsed(address)
         except httpx.InvalidURL:
             return _invalid(address, "the webhook URL is not a valid URL")
         if url.scheme not in ("http", "https"):
@@ -122,61 +123,57 @@ class WebhookChannel:
             # The timeouts bound each phase; this bounds a receiver that answers a byte
             # at a time.
             async with asyncio.timeout(self._timeout * 3):
-                target, extensions = await self._target(url, headers)
-                status, reply, retry_after, reason = await self._post(
-                    target, headers, body, extensions
-                )
+                response, reply = await self._post(address, url, headers, body)
         except BlockedAddress as blocked:
             return RecipientResult(address, Outcome.PERMANENT, "BLOCKED_ADDRESS", str(blocked))
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             return http.transport_failure(address, exc, host=host, secrets=(secret,))
-        return _classify(notice, host, status, reply, retry_after, reason)
+        return _classify(
+            notice,
+            host,
+            response.status_code,
+            reply,
+            http.retry_after_seconds(response),
+            response.reason_phrase,
+        )
 
     async def post(self, address: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         """POST a body to a tenant's URL behind the same guard as `send` (status webhooks
         use it): the status and the start of the answer. Raises ValueError for a URL that
         is not http(s), BlockedAddress, and httpx/OS errors or TimeoutError (the channel's
         timeout bounds the whole exchange)."""
-        url = httpx.URL(address.strip())
+        url = _parsed(address)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("the URL must be http:// or https:// with a host")
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
         async with asyncio.timeout(self._timeout):
-            target, extensions = await self._target(url, headers)
-            status, reply, _, _ = await self._post(target, headers, body, extensions)
-        return status, reply
-
-    async def _target(
-        self, url: httpx.URL, headers: dict[str, str]
-    ) -> tuple[httpx.URL, dict[str, object]]:
-        """The URL to connect to and the request extensions: pinned to the checked
-        address, with the name kept for the Host header and for TLS (SNI and the
-        certificate check)."""
-        if self._allow_private:
-            return url, {}
-        # raw_host is the ASCII (IDNA) form of the name, as DNS and TLS know it.
-        name = url.raw_host.decode("ascii")
-        address = await public_address(name, url.port or _default_port(url.scheme))
-        headers["Host"] = url.netloc.decode("ascii")
-        extensions: dict[str, object] = {}
-        if url.scheme == "https":
-            extensions["sni_hostname"] = name
-        return url.copy_with(host=address), extensions
+            response, reply = await self._post(address, url, headers, body)
+        return response.status_code, reply
 
     async def _post(
-        self,
-        url: httpx.URL,
-        headers: dict[str, str],
-        body: bytes,
-        extensions: dict[str, object],
-    ) -> tuple[int, bytes, float | None, str]:
-        # The path may be the secret (a Slack webhook's is): logs see a placeholder.
+        self, address: str, url: httpx.URL, headers: dict[str, str], body: bytes
+    ) -> tuple[httpx.Response, bytes]:
+        """The POST, sent to the checked address: the closed response, and the start of
+        its body (at most MAX_REPLY_BYTES are read)."""
+        extensions: dict[str, object] = {}
+        if self._allow_private:
+            target, shown = _routes(address, None)
+        else:
+            # raw_host is the ASCII (IDNA) form of the name, as DNS and TLS know it.
+            name = url.raw_host.decode("ascii")
+            pinned = await public_address(name, url.port or _default_port(url.scheme))
+            target, shown = _routes(address, pinned)
+            # The name is kept for the Host header and for TLS (SNI and the
+            # certificate check).
+            headers["Host"] = url.netloc.decode("ascii")
+            if url.scheme == "https":
+                extensions["sni_hostname"] = name
         request = self._client.build_request(
             "POST",
-            url.copy_with(raw_path=b"/__path__"),
+            shown,
             headers=headers,
             content=body,
-            extensions={**extensions, http.WIRE_PATH: url.raw_path},
+            extensions={**extensions, http.WIRE_URL: target},
         )
         response = await self._client.send(request, stream=True)
         try:
@@ -187,12 +184,25 @@ class WebhookChannel:
                     break
         finally:
             await response.aclose()
-        return (
-            response.status_code,
-            bytes(reply[:MAX_REPLY_BYTES]),
-            http.retry_after_seconds(response),
-            response.reason_phrase,
-        )
+        return response, bytes(reply[:MAX_REPLY_BYTES])
+
+
+# Status webhooks send every event of an endpoint to one URL: its parsing (a good part of
+# a request's CPU in httpx) is done once per URL, not once per event.
+@functools.lru_cache(maxsize=1024)
+def _parsed(address: str) -> httpx.URL:
+    return httpx.URL(address.strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _routes(address: str, pinned: str | None) -> tuple[httpx.URL, httpx.URL]:
+    """Where the request goes (the host replaced by the checked address `pinned`, if
+    any) and the URL httpx sees, logs and quotes in errors: the same with a placeholder
+    path, since the path may be the secret (a Slack webhook's is)."""
+    target = _parsed(address)
+    if pinned is not None:
+        target = target.copy_with(host=pinned)
+    return target, target.copy_with(raw_path=b"/__path__")
 
 
 def _default_port(scheme: str) -> int:
