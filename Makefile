@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 
 AUDIT := tests/e2e/http_audit
 # Test processes (pytest-xdist): most e2e time is spent waiting on server processes, so
-# three share two cores well; each has its own PostgreSQL database and ports.
+# three share two cores well; each has its own PostgreSQL database and ports. A test that
+# restarts PostgreSQL (marked `exclusive`) would fail the others' queries: it runs alone.
 TEST_WORKERS ?= 3
 
 .PHONY: run test check schema clean
@@ -24,7 +25,8 @@ run: $(STAMP)
 
 ## test: set up, check (format, lint, types, schema drift) and run the whole test suite
 test: check $(AUDIT)/node_modules/.installed
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not exclusive"
+	$(PY) -m pytest -m exclusive
 
 # The graphql-http audit (GraphQL over HTTP spec) runs on Node; without npm its test
 # skips locally (and fails in CI).

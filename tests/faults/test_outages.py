@@ -188,6 +188,9 @@ async def test_given_the_smtp_server_down_for_30_seconds_mid_run_then_deliveries
 # --------------------------------------------------------------------------- PostgreSQL restart
 
 
+# It cuts every connection to the cluster, other test processes' too: `make test` runs it
+# on its own, after the parallel run.
+@pytest.mark.exclusive
 @postgres_only
 async def test_given_a_running_server_when_postgres_restarts_mid_run_then_nothing_in_flight_is_lost_and_a_new_comment_is_sent_without_a_server_restart(  # noqa: E501
     db: Database, database_url: str, tmp_path: Path
