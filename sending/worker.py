@@ -193,15 +193,18 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim what is due and send it; returns how many jobs were handled."""
-        started = await self.webhooks.run_once()
-        jobs, plans = await self._claim()
+        jobs, plans, started = await self._claim()
         if plans:
             await self._handle(plans)
         return len(jobs) + started
 
-    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_PreparedJob]]:
+    async def _claim(self) -> tuple[list[outbox.ClaimedJob], list[_PreparedJob], int]:
+        """Lease due messages' jobs and status-webhook endpoints' jobs in one transaction
+        (on SQLite every write transaction queues for the one writer), and start the
+        endpoints' jobs; returns the messages' jobs, prepared, and how many started."""
         now = self.clock()
         async with self.db.write() as conn:
+            endpoint_jobs = await self.webhooks.claim(conn)
             jobs = await outbox.claim(
                 conn,
                 owner=self.name,
@@ -209,7 +212,8 @@ class Worker:
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=self.settings.worker_batch_size,
             )
-        return jobs, (await self._prepare_all(jobs) if jobs else [])
+        started = self.webhooks.start(endpoint_jobs)
+        return jobs, (await self._prepare_all(jobs) if jobs else []), started
 
     async def _handle(self, plans: list[_PreparedJob]) -> None:
         """Send, and record every outcome in one transaction. Where that fails, each job
