@@ -55,7 +55,6 @@ class Broadcast(broadcaster.Broadcast):
         self._lock = asyncio.Lock()
         self._connected = False
         self._listening: asyncio.Task[None] | None = None
-        self._reconnected = asyncio.Condition()
 
     async def connect(self) -> None:
         await self.backend.connect()
@@ -156,13 +155,6 @@ class Broadcast(broadcaster.Broadcast):
         for name, queues in self._subscribers.items():
             for queue in queues:
                 queue.put_nowait(Resync(name))
-        async with self._reconnected:
-            self._reconnected.notify_all()
-
-    async def wait_reconnected(self, count: int) -> None:
-        """Until `reconnects` reaches `count` (tests, operators' tools)."""
-        async with self._reconnected:
-            await self._reconnected.wait_for(lambda: self.reconnects >= count)
 
 
 # Our longest channel name (common/events.py) is 50 bytes; PostgreSQL's limit is 63.

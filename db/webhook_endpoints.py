@@ -49,24 +49,23 @@ async def create_endpoint(
 async def get_endpoint(
     conn: AsyncConnection, account_id: uuid.UUID, endpoint_id: uuid.UUID
 ) -> WebhookEndpointRecord | None:
-    row = (
-        await conn.execute(
-            webhook_endpoints.select().where(
-                webhook_endpoints.c.id == endpoint_id,
-                webhook_endpoints.c.account_id == account_id,
-            )
-        )
-    ).first()
-    return None if row is None else WebhookEndpointRecord.of(row)
+    """The account's endpoint (another account's is None)."""
+    return await _endpoint(
+        conn, webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.account_id == account_id
+    )
 
 
 async def endpoint_by_id(
     conn: AsyncConnection, endpoint_id: uuid.UUID
 ) -> WebhookEndpointRecord | None:
     """Any account's endpoint (the worker's read)."""
-    row = (
-        await conn.execute(webhook_endpoints.select().where(webhook_endpoints.c.id == endpoint_id))
-    ).first()
+    return await _endpoint(conn, webhook_endpoints.c.id == endpoint_id)
+
+
+async def _endpoint(
+    conn: AsyncConnection, *conditions: sa.ColumnElement[bool]
+) -> WebhookEndpointRecord | None:
+    row = (await conn.execute(webhook_endpoints.select().where(*conditions))).first()
     return None if row is None else WebhookEndpointRecord.of(row)
 
 
@@ -171,16 +170,18 @@ async def record_health(
             .values(failing_since=None)
         )
         return None
-    await conn.execute(
-        webhook_endpoints.update()
-        .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.failing_since.is_(None))
-        .values(failing_since=now)
-    )
+    # The streak's start is kept if one runs, and read back in the same statement.
     since: dt.datetime | None = (
         await conn.execute(
-            sa.select(webhook_endpoints.c.failing_since).where(
-                webhook_endpoints.c.id == endpoint_id
+            webhook_endpoints.update()
+            .where(webhook_endpoints.c.id == endpoint_id)
+            .values(
+                failing_since=sa.func.coalesce(
+                    webhook_endpoints.c.failing_since,
+                    sa.literal(now, webhook_endpoints.c.failing_since.type),
+                )
             )
+            .returning(webhook_endpoints.c.failing_since)
         )
     ).scalar_one_or_none()
     return since
