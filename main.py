@@ -94,15 +94,18 @@ def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
     from common.time import utcnow
     from db.api_tokens import mint_for_employee
     from db.engine import Database
+    from domain.errors import InvalidInput
+    from domain.validation import validate_token_name
 
     try:
         account_id, person_id = uuid.UUID(args.account), uuid.UUID(args.person)
     except ValueError:
         print("error: --account and --person take ids (UUIDs)", file=sys.stderr)
         return 2
-    name = args.name.strip()
-    if not name or len(name) > 200 or not name.isprintable():
-        print("error: --name must be 1 to 200 printable characters", file=sys.stderr)
+    try:
+        name = validate_token_name(args.name)
+    except InvalidInput as invalid:
+        print(f"error: {invalid}", file=sys.stderr)
         return 2
 
     async def run() -> tuple[uuid.UUID, str] | None:

@@ -19,6 +19,7 @@ from domain.text import multi_line, one_line, shown
 MAX_NAME = 200
 MAX_TITLE = 500
 MAX_BODY = 20_000
+MAX_TOKEN_NAME = 200
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 # ASCII digits only: `\d` would take any script's digits.
 _PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -55,6 +56,11 @@ def validate_title(value: str) -> str:
 
 def validate_body(value: str) -> str:
     return text(value, "body", MAX_BODY, lines=True)
+
+
+def validate_token_name(value: str) -> str:
+    """What an API token is for (the API's `name`, the CLI's `--name`)."""
+    return text(value, "name", MAX_TOKEN_NAME)
 
 
 def validate_email(value: str | None) -> str | None:

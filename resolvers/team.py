@@ -22,20 +22,11 @@ from db.records import ApiTokenRecord, PersonRecord
 from domain.notifications import enqueue_notification
 from domain.recipients import message_id_domain
 from domain.roles import Role, manages_account, may_change_role, may_manage_tokens_of, needed_role
-from domain.text import one_line
+from domain.validation import validate_token_name
 from live.token_sockets import publish_revoked
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden, not_found
 from resolvers.roles import require_manager, viewer_role
-
-MAX_TOKEN_NAME = 200
-
-
-def _token_name(value: str) -> str:
-    name = one_line(value, "name").strip()
-    if not name or len(name) > MAX_TOKEN_NAME:
-        raise bad_input(f"'name' must be 1 to {MAX_TOKEN_NAME} characters.", field="name")
-    return name
 
 
 def _tokens_allowed(info: Info, person_id: uuid.UUID, action: str) -> None:
@@ -67,7 +58,7 @@ async def token_holder(info: Info, person_id: str) -> PersonRecord:
 
 async def create_api_token(info: Info, person_id: str, name: str) -> tuple[ApiTokenRecord, str]:
     viewer = info.context.require_viewer()
-    name = _token_name(name)
+    name = validate_token_name(name)
     person = await employee(info, person_id)
     _tokens_allowed(info, person.id, "Creating a token")
     async with info.context.db.write() as conn:

@@ -14,7 +14,13 @@ from domain.channels import channels_configured
 from domain.errors import InvalidInput
 from domain.recipients import addresses_of, message_id_domain, plan_messages
 from domain.scenarios import render, validate_scenario
-from domain.validation import PersonFields, validate_email, validate_phone
+from domain.validation import (
+    MAX_TOKEN_NAME,
+    PersonFields,
+    validate_email,
+    validate_phone,
+    validate_token_name,
+)
 
 EVERYTHING = frozenset(Channel)
 
@@ -113,6 +119,15 @@ def test_validators_clean_what_they_accept_and_name_the_field_they_refuse() -> N
     with pytest.raises(InvalidInput) as refused:
         validate_email("not-an-email")
     assert refused.value.field == "email"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a\tb", "x" * (MAX_TOKEN_NAME + 1)])
+def test_a_token_name_is_one_line_of_1_to_200_characters(name: str) -> None:
+    # One rule for the API's createApiToken and the CLI's create-token.
+    assert validate_token_name("  deploy bot ") == "deploy bot"
+    with pytest.raises(InvalidInput) as refused:
+        validate_token_name(name)
+    assert refused.value.field == "name"
 
 
 def test_a_person_field_that_cannot_be_cleared_refuses_null() -> None:
