@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -21,10 +22,35 @@ BOUNCE_SECRET = "test-bounce-secret"
 BOUNCE_AUTH = {"Authorization": f"Bearer {BOUNCE_SECRET}"}
 
 
+# Ports handed to a child process (a server's PORT, its mail catcher's) are not picked by
+# binding port 0: another test process's server or outgoing connection can take such a
+# port before the child binds it (CI saw "address already in use"). They come from a
+# block below Linux's ephemeral ports (32768-60999 by default), one block per
+# pytest-xdist process, each port checked free before it is handed out.
+_FIRST_PORT = 20_000
+_PORTS_PER_PROCESS = 1_000
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw0", "gw1", …
+    number = worker.removeprefix("gw")
+    start = _FIRST_PORT + (int(number) if number.isdigit() else 0) * _PORTS_PER_PROCESS
+    return range(start, start + _PORTS_PER_PROCESS)
+
+
+_ports = itertools.cycle(_port_block())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(_PORTS_PER_PROCESS):
+        port = next(_ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use (a live server, or connections still closing)
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_port_block()}")
 
 
 class ServerProcess(Service):
