@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +12,7 @@ import pytest
 from channels.base import Outcome, RecipientResult
 from channels.email.mime import OutgoingEmail, build_mime, render_notification
 from channels.email.sender import EmailSender, SmtpServer
+from tests.support.providers.network import refused_port
 from tests.support.services import require_service
 from tests.support.smtp_sink import SmtpSink
 
@@ -46,13 +46,6 @@ def sink_url(sink: SmtpSink) -> SmtpServer:
 @pytest.fixture
 def sender() -> EmailSender:
     return EmailSender(timeout=5, local_hostname="beacon.test")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 RawServer = Callable[[bytes | None], Awaitable[int]]
@@ -234,9 +227,10 @@ async def test_a_no_such_user_reply_after_data_is_not_taken_as_a_dead_address(
 
 
 async def test_a_closed_port_is_a_transient_connection_refused(sender: EmailSender) -> None:
-    server = SmtpServer.from_url(f"smtp://127.0.0.1:{closed_port()}")
+    with refused_port() as port:
+        server = SmtpServer.from_url(f"smtp://127.0.0.1:{port}")
 
-    results = await sender.send(make_email("ann@x.test", "bob@x.test"), server)
+        results = await sender.send(make_email("ann@x.test", "bob@x.test"), server)
 
     assert [(r.address, r.outcome, r.code) for r in results] == [
         ("ann@x.test", Outcome.TRANSIENT, "CONNECTION_REFUSED"),
@@ -310,10 +304,10 @@ async def test_required_starttls_that_the_server_does_not_offer_sends_nothing(
 async def test_failures_never_reveal_the_password(smtp_sink: SmtpSink, sender: EmailSender) -> None:
     # The sink offers no AUTH on a plain connection, so the login itself fails.
     with_login = SmtpServer.from_url(f"smtp://ann:hunter2@127.0.0.1:{smtp_sink.port}")
-    refused = SmtpServer.from_url(f"smtp://ann:hunter2@127.0.0.1:{closed_port()}")
-
     failed_login = await sender.send(make_email("ann@x.test"), with_login)
-    failed_connect = await sender.send(make_email("ann@x.test"), refused)
+    with refused_port() as port:
+        refused = SmtpServer.from_url(f"smtp://ann:hunter2@127.0.0.1:{port}")
+        failed_connect = await sender.send(make_email("ann@x.test"), refused)
 
     assert [(r.outcome, r.code) for r in failed_login] == [(Outcome.TRANSIENT, "AUTH_ERROR")]
     assert failed_connect[0].code == "CONNECTION_REFUSED"
@@ -333,9 +327,10 @@ async def test_an_unusable_address_fails_alone(smtp_sink: SmtpSink, sender: Emai
 
 
 async def test_no_recipients_means_no_connection(sender: EmailSender) -> None:
-    server = SmtpServer.from_url(f"smtp://127.0.0.1:{closed_port()}")
+    with refused_port() as port:
+        server = SmtpServer.from_url(f"smtp://127.0.0.1:{port}")
 
-    assert await sender.send(make_email(), server) == []
+        assert await sender.send(make_email(), server) == []
 
 
 def test_the_mime_message_has_the_headers_and_both_parts() -> None:

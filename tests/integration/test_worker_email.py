@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from tests.support.builders import (
     make_settings,
     message_of,
 )
+from tests.support.providers.network import refused_port
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink, _SinkHandler
 
 PIXEL_URL = re.compile(re.escape(PUBLIC_BASE_URL) + r"/p/([A-Za-z0-9_-]+)\.gif")
@@ -59,13 +59,6 @@ async def broadcast() -> AsyncIterator[Broadcast]:
 
 def smtp_url(sink: SmtpSink) -> str:
     return f"smtp://{sink.host}:{sink.port}"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -269,14 +262,15 @@ async def test_a_refused_connection_keeps_the_delivery_queued_and_it_is_retried(
     db: Database, broadcast: Broadcast, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
     # given: the system relay is down (the account's relay, later, is on this machine)
-    rig = make_rig(
-        db, broadcast, tmp_path, f"smtp://127.0.0.1:{closed_port()}", ALLOW_PRIVATE_NETWORKS="1"
-    )
-    scenario = await commented_task(db, ["ann@example.test"])
-    (delivery_id,) = scenario.notified.delivery_ids
+    with refused_port() as port:
+        rig = make_rig(
+            db, broadcast, tmp_path, f"smtp://127.0.0.1:{port}", ALLOW_PRIVATE_NETWORKS="1"
+        )
+        scenario = await commented_task(db, ["ann@example.test"])
+        (delivery_id,) = scenario.notified.delivery_ids
 
-    # when
-    assert await rig.worker.run_once() == 1
+        # when
+        assert await rig.worker.run_once() == 1
 
     # then
     row = await delivery(db, delivery_id)
