@@ -33,12 +33,26 @@ _INDEXES = {
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+    if op.get_bind().dialect.name != "postgresql":
+        with op.batch_alter_table("deliveries", schema=None) as batch_op:
+            for name, columns in _INDEXES.items():
+                batch_op.create_index(name, columns, unique=False)
+        return
+    # On a deliveries table in use, a plain CREATE INDEX blocks every write to it until
+    # the index is built (minutes at millions of rows). CONCURRENTLY does not, but cannot
+    # run inside a transaction: the migrations before commit first. If a build fails, it
+    # leaves an invalid index of that name: drop it and run `migrate` again.
+    with op.get_context().autocommit_block():
         for name, columns in _INDEXES.items():
-            batch_op.create_index(name, columns, unique=False)
+            op.create_index(name, "deliveries", columns, postgresql_concurrently=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+    if op.get_bind().dialect.name != "postgresql":
+        with op.batch_alter_table("deliveries", schema=None) as batch_op:
+            for name in _INDEXES:
+                batch_op.drop_index(name)
+        return
+    with op.get_context().autocommit_block():
         for name in _INDEXES:
-            batch_op.drop_index(name)
+            op.drop_index(name, "deliveries", postgresql_concurrently=True)
