@@ -20,8 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from broadcaster import Broadcast
-from broadcaster._base import Unsubscribed
+from broadcaster import Broadcast, Event
 
 from common.events import account_channel
 from common.metrics import SUBSCRIPTIONS_ACTIVE
@@ -29,6 +28,7 @@ from db import event_log
 from db.engine import Database
 from db.records import DeliveryRow
 from live.context import LiveContext, shared_context
+from live.listening import listen
 from live.positions import Position
 from live.updates import (
     EventRef,
@@ -160,20 +160,12 @@ class LiveFeed:
         await asyncio.shield(self._doorbells[account_id][1])
 
     async def _doorbell(self, account_id: uuid.UUID, subscribed: asyncio.Future[None]) -> None:
-        try:
-            async with self.broadcast.subscribe(account_channel(account_id)) as subscriber:
-                subscribed.set_result(None)
-                while True:
-                    # A change, or a reconnect after which changes may be missing:
-                    # either way, read the log.
-                    await subscriber.get()
-                    self._wake.set()
-        except Unsubscribed:
-            return
-        except Exception as error:
-            if not subscribed.done():
-                subscribed.set_exception(error)
-            raise
+        async def ring(_: Event) -> None:
+            # A change, or a reconnect after which changes may be missing: either way,
+            # read the log.
+            self._wake.set()
+
+        await listen(self.broadcast, account_channel(account_id), subscribed, ring)
 
     async def _run(self) -> None:
         while not self._closed:

@@ -14,12 +14,12 @@ import contextlib
 import logging
 import uuid
 
-from broadcaster import Broadcast
-from broadcaster._base import Unsubscribed
+from broadcaster import Broadcast, Event
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from db import api_tokens as db_api_tokens
 from db.engine import Database
+from live.listening import listen
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +57,11 @@ class TokenSockets:
 
     async def run(self, subscribed: asyncio.Future[None]) -> None:
         """Listen until cancelled; `subscribed` resolves once revocations are heard."""
-        try:
-            async with self.broadcast.subscribe(REVOKED_CHANNEL) as subscriber:
-                subscribed.set_result(None)
-                while True:
-                    event = await subscriber.get()
-                    await self._check(self._named(event.message))
-        except Unsubscribed:
-            return
-        except Exception as error:
-            if not subscribed.done():
-                subscribed.set_exception(error)
-            raise
+
+        async def check(event: Event) -> None:
+            await self._check(self._named(event.message))
+
+        await listen(self.broadcast, REVOKED_CHANNEL, subscribed, check)
 
     def _named(self, message: str) -> set[uuid.UUID]:
         try:
