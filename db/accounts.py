@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import uuid
@@ -89,17 +90,35 @@ async def create_account(
 
 
 async def issue_token(conn: AsyncConnection, *, account_id: uuid.UUID, person_id: uuid.UUID) -> str:
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    """The account's first token (named by the column's default)."""
+    _, secret = await mint_token(conn, account_id=account_id, person_id=person_id)
+    return secret
+
+
+async def mint_token(
+    conn: AsyncConnection,
+    *,
+    account_id: uuid.UUID,
+    person_id: uuid.UUID,
+    name: str | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[uuid.UUID, str]:
+    """Every API token is made here: `bcn_` and 256 random bits, stored as its SHA-256.
+    Returns the token's id and the secret, which is shown once."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = uuid.uuid4()
+    values: dict[str, Any] = {"name": name} if name is not None else {}
     await conn.execute(
         api_tokens.insert().values(
-            id=uuid.uuid4(),
+            id=token_id,
             account_id=account_id,
             person_id=person_id,
-            token_hash=hash_token(token),
-            created_at=utcnow(),
+            token_hash=hash_token(secret),
+            created_at=now or utcnow(),
+            **values,
         )
     )
-    return token
+    return token_id, secret
 
 
 async def count_accounts(conn: AsyncConnection) -> int:

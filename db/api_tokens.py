@@ -7,7 +7,6 @@ stored, so the secret is shown once, when it is made.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.time import utcnow
-from db.accounts import TOKEN_PREFIX, Viewer, hash_token
+from db.accounts import Viewer, hash_token, mint_token
 from db.records import ApiTokenRecord
 from db.tables import api_tokens, people
 
@@ -36,10 +35,6 @@ _SHOWN: list[sa.Column[Any]] = [
 ]
 
 
-def new_secret() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
 async def create_token(
     conn: AsyncConnection,
     *,
@@ -49,17 +44,8 @@ async def create_token(
     now: dt.datetime,
 ) -> tuple[ApiTokenRecord, str]:
     """A new token for the person; (its record, the secret to show once)."""
-    secret = new_secret()
-    token_id = uuid.uuid4()
-    await conn.execute(
-        api_tokens.insert().values(
-            id=token_id,
-            account_id=account_id,
-            person_id=person_id,
-            name=name,
-            token_hash=hash_token(secret),
-            created_at=now,
-        )
+    token_id, secret = await mint_token(
+        conn, account_id=account_id, person_id=person_id, name=name, now=now
     )
     row = await get_token(conn, account_id, token_id)
     assert row is not None
