@@ -6,16 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-from broadcaster._base import Unsubscribed
-
 from broadcast.facade import publish_changes
 from common.cursors import InvalidCursor
-from common.events import account_channel
+from common.domain import Channel
 from common.time import utcnow
 from db import deliveries as db_deliveries
 from db import notifications as db_notifications
 from db.records import InAppNotificationRecord
 from db.tasks import Page
+from live.feed import Listener, Overflow
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, forbidden
 from resolvers.queries import page_size
@@ -71,21 +70,33 @@ async def mark_all_read(info: Info) -> int:
 
 
 async def unread_counts(info: Info) -> AsyncIterator[int]:
-    """The viewer's unread count now, then each time it changes: recounted whenever a
-    delivery of the account changes (or the broadcast reconnected)."""
+    """The viewer's unread count now, then each time it changes. It rides the live feed
+    (one reader of the event log per process, however many bells are open) and recounts
+    only when one of the viewer's own in-app deliveries changed, not on every change in
+    the account."""
     viewer = info.context.require_viewer()
-    broadcast = info.context.services.broadcast
     last: int | None = None
-    try:
-        async with broadcast.subscribe(account_channel(viewer.account_id)) as subscriber:
-            while True:
-                async with info.context.db.read() as conn:
-                    count = await db_notifications.unread_count(
-                        conn, viewer.account_id, viewer.person_id
-                    )
-                if count != last:
-                    last = count
-                    yield count
-                await subscriber.get()
-    except Unsubscribed:
-        return
+    # Joined before the first count: a change after it is never missed.
+    async with info.context.services.live.listen(info.context) as listener:
+        while True:
+            async with info.context.db.read() as conn:
+                count = await db_notifications.unread_count(
+                    conn, viewer.account_id, viewer.person_id
+                )
+            if count != last:
+                last = count
+                yield count
+            await _until_theirs_changes(listener, viewer.person_id)
+
+
+async def _until_theirs_changes(listener: Listener, person_id: uuid.UUID) -> None:
+    while True:
+        try:
+            batch = await listener.next_batch()
+        except Overflow:
+            return  # fell behind, so something may have changed: recount
+        if any(
+            update.delivery.recipient_id == person_id and update.delivery.channel == Channel.IN_APP
+            for update in batch
+        ):
+            return
