@@ -5,10 +5,8 @@ SMTP server, on SQLite and PostgreSQL, with a clock the test moves."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from broadcaster import Broadcast
 
 from channels.email.sender import EmailSender
@@ -23,12 +21,6 @@ from tests.support.builders import (
     make_settings,
 )
 from tests.support.smtp_sink import SmtpSink
-
-
-@pytest.fixture
-async def broadcast() -> AsyncIterator[Broadcast]:
-    async with Broadcast("memory://") as broadcast:
-        yield broadcast
 
 
 async def test_a_held_back_delivery_carries_until_when_and_loses_it_once_sent(

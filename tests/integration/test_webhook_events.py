@@ -42,12 +42,6 @@ ALL_TYPES = [t.value for t in WebhookEventType]
 
 
 @pytest.fixture
-async def broadcast() -> AsyncIterator[Broadcast]:
-    async with Broadcast("memory://") as broadcast:
-        yield broadcast
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[StatusReceiver]:
     async with StatusReceiver(new_secret()) as receiver:
         yield receiver

@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +49,6 @@ from tests.support.providers.network import refused_port
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink, _SinkHandler
 
 PIXEL_URL = re.compile(re.escape(PUBLIC_BASE_URL) + r"/p/([A-Za-z0-9_-]+)\.gif")
-
-
-@pytest.fixture
-async def broadcast() -> AsyncIterator[Broadcast]:
-    async with Broadcast("memory://") as broadcast:
-        yield broadcast
 
 
 def smtp_url(sink: SmtpSink) -> str:

@@ -6,7 +6,6 @@ FakeClock the tests move."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,6 @@ from tests.support.builders import (
     message_of,
 )
 from tests.support.smtp_sink import SmtpSink, _SinkHandler
-
-
-@pytest.fixture
-async def broadcast() -> AsyncIterator[Broadcast]:
-    async with Broadcast("memory://") as broadcast:
-        yield broadcast
 
 
 def make_worker(
