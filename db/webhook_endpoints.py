@@ -95,22 +95,6 @@ async def update_endpoint(
     return await get_endpoint(conn, account_id, endpoint_id)
 
 
-async def enable(
-    conn: AsyncConnection, account_id: uuid.UUID, endpoint_id: uuid.UUID, now: dt.datetime
-) -> WebhookEndpointRecord | None:
-    """Enabled again: its failure streak starts afresh, and what is still pending is due."""
-    row = await update_endpoint(
-        conn,
-        account_id,
-        endpoint_id,
-        {"disabled_at": None, "disabled_reason": None, "failing_since": None},
-        now,
-    )
-    if row is not None:
-        await ensure_job(conn, endpoint_id, now)
-    return row
-
-
 async def disable(
     conn: AsyncConnection, endpoint_id: uuid.UUID, reason: str, now: dt.datetime
 ) -> None:

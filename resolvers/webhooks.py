@@ -110,20 +110,23 @@ async def update_endpoint(
         values["event_types"] = _types(given["events"])
     if "channels" in given:
         values["channels"] = _channels(given["channels"])
+    enabled = given.get("enabled")
+    if enabled is True:
+        # Enabled again: its failure streak starts afresh (and what is pending is due).
+        values.update(disabled_at=None, disabled_reason=None, failing_since=None)
     now = utcnow()
     async with info.context.db.write() as conn:
         # None when the account has no such endpoint (nothing was updated).
         row = await db_endpoints.update_endpoint(conn, viewer.account_id, parsed, values, now)
         if row is None:
             raise not_found("webhook endpoint")
-        enabled = given.get("enabled")
         if enabled is True:
-            row = await db_endpoints.enable(conn, viewer.account_id, parsed, now)
+            await db_endpoints.ensure_job(conn, parsed, now)
         elif enabled is False:
             await db_endpoints.disable(conn, parsed, "disabled by a user", now)
             row = await db_endpoints.get_endpoint(conn, viewer.account_id, parsed)
     assert row is not None
-    if given.get("enabled") is True:
+    if enabled is True:
         info.context.services.wake_worker()
     return row
 

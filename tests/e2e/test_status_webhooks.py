@@ -42,6 +42,7 @@ REPLAY = (
     "mutation($id: ID!, $after: String) { replayWebhookEvents(endpointId: $id, after: $after) }"
 )
 ROTATE = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }"
+ENDPOINTS = "{ webhookEndpoints { id enabled disabledReason } }"
 UPDATE = """
 mutation($id: ID!, $enabled: Boolean) {
   updateWebhookEndpoint(id: $id, input: {enabled: $enabled}) { enabled disabledReason }
@@ -157,6 +158,33 @@ async def test_a_rotated_secret_signs_alongside_the_old_one_and_disable_stops_ev
         await comment_to(beacon, "cid@example.test")
         await other.wait_for(2)
     assert len(receiver.received) == 2
+
+
+async def test_an_endpoint_enabled_again_is_sent_the_event_that_waited(
+    beacon: Beacon, receiver: StatusReceiver
+) -> None:
+    # given: the receiver answered 410 Gone, so the endpoint was disabled with the event
+    # still pending
+    created = await create_endpoint(beacon, receiver, ["QUEUED"])
+    endpoint_id = created["endpoint"]["id"]
+    receiver.answers.append(410)
+    ann = await beacon.add_contact("ann", "ann@example.test")
+    await beacon.create_task("Roof", [ann])
+
+    async def disabled() -> None:
+        (endpoint,) = (await beacon.client.execute(ENDPOINTS))["webhookEndpoints"]
+        assert endpoint["enabled"] is False, endpoint
+
+    await eventually(disabled)
+
+    # when: enabled again
+    data = await beacon.client.execute(UPDATE, {"id": endpoint_id, "enabled": True})
+
+    # then: the reason is gone, and the event that waited is sent again under its id
+    assert data["updateWebhookEndpoint"] == {"enabled": True, "disabledReason": None}
+    await receiver.wait_for(2)
+    assert [r.status for r in receiver.received] == [410, 200]
+    assert receiver.received[0].webhook_id == receiver.received[1].webhook_id
 
 
 async def test_bad_input_and_other_accounts_endpoints_are_clear_errors(
