@@ -227,6 +227,9 @@ class WebhookDispatcher:
         except (httpx.HTTPError, OSError, TimeoutError) as failure:
             error = transport_failure(endpoint.url, failure, host=host_of(endpoint.url)).message
         latency_ms = (time.perf_counter() - began) * 1000
+        # Not channels.http.refusal_result: that ladder gives up on most 4xx, but a
+        # customer's endpoint answering 400 or 404 is usually a deploy in progress, so
+        # every status but 2xx and 410 is retried on the event's schedule.
         succeeded = status is not None and 200 <= status < 300
         if status == 410:
             disable = "the receiver answered 410 Gone: it no longer wants these events"
