@@ -150,8 +150,9 @@ class BeaconGraphQL(GraphQL[Context, None]):
     def __init__(
         self,
         services: Services,
-        rate_limiter: RateLimiter | None = None,
-        token_sockets: TokenSockets | None = None,
+        rate_limiter: RateLimiter,
+        # Started by the app (web/app.py): it closes a revoked token's websockets.
+        token_sockets: TokenSockets,
     ) -> None:
         settings = services.settings
         super().__init__(
@@ -164,9 +165,9 @@ class BeaconGraphQL(GraphQL[Context, None]):
             ),
         )
         self.services = services
-        self.rate_limiter = rate_limiter or RateLimiter(0, 0)
+        self.rate_limiter = rate_limiter
         self.slots = WebSocketSlots(settings.ws_max_connections_per_token)
-        self.token_sockets = token_sockets or TokenSockets(services.db, services.broadcast)
+        self.token_sockets = token_sockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
