@@ -11,6 +11,7 @@ from db.records import ScenarioRecord
 from domain.scenarios import validate_scenario
 from resolvers.context import Info, parse_id
 from resolvers.errors import bad_input, not_found
+from resolvers.roles import require_manager
 
 
 async def create_scenario(
@@ -23,7 +24,7 @@ async def create_scenario(
     person_id: str | None,
     template: str,
 ) -> ScenarioRecord:
-    viewer = info.context.require_viewer()
+    viewer = require_manager(info, "Creating a scenario")
     fields = validate_scenario(name=name, trigger=trigger, keyword=keyword, template=template)
     person: uuid.UUID | None = None
     if action is ScenarioAction.EMAIL_PERSON:
@@ -52,11 +53,10 @@ async def scenarios(info: Info) -> list[ScenarioRecord]:
 
 
 async def delete_scenario(info: Info, scenario_id: str) -> bool:
+    viewer = require_manager(info, "Deleting a scenario")
     parsed = parse_id(scenario_id, "scenario")
     async with info.context.db.write() as conn:
-        deleted = await db_scenarios.delete_scenario(
-            conn, info.context.require_viewer().account_id, parsed
-        )
+        deleted = await db_scenarios.delete_scenario(conn, viewer.account_id, parsed)
     if not deleted:
         raise not_found("scenario")
     return True

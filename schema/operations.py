@@ -12,7 +12,6 @@ from domain.validation import PersonFields
 from live.updates import LiveUpdate, send_directly
 from resolvers import credentials, mutations, queries, scenarios, subscriptions
 from resolvers.context import Info
-from resolvers.roles import require_manager
 from schema.delivery_log import DeliveryLogQueries
 from schema.team import TeamMutation, TeamQuery, TeamSubscription
 from schema.types import (
@@ -231,7 +230,6 @@ class Mutation(TeamMutation, WebhookMutations):
 
     @strawberry.mutation
     async def create_scenario(self, info: Info, input: CreateScenarioInput) -> Scenario:
-        require_manager(info, "Creating a scenario")
         row = await scenarios.create_scenario(
             info,
             name=input.name,
@@ -245,7 +243,6 @@ class Mutation(TeamMutation, WebhookMutations):
 
     @strawberry.mutation
     async def delete_scenario(self, info: Info, id: strawberry.ID) -> bool:
-        require_manager(info, "Deleting a scenario")
         return await scenarios.delete_scenario(info, id)
 
     @strawberry.mutation
