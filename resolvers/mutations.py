@@ -53,7 +53,7 @@ from resolvers.errors import (
     not_found,
 )
 from resolvers.idempotency import remember, replayed, request_key
-from resolvers.queries import require_within_history
+from resolvers.queries import existing_people, require_within_history
 from resolvers.roles import may_edit_person, require_manager
 
 
@@ -100,27 +100,12 @@ def _duplicate(taken: db_accounts.AddressTaken) -> GraphQLError:
     return duplicate_address(taken.column, str(taken.holder.id), taken.holder.name)
 
 
-async def _subscribers(info: Info, ids: Sequence[str]) -> list[PersonRecord]:
-    parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
-    found = await info.context.loaders.person.load_many(parsed)
-    missing = [
-        str(pid)
-        for pid, row in zip(parsed, found, strict=True)
-        if row is None or row.erased_at is not None  # an erased person is nobody now
-    ]
-    if missing:
-        raise bad_input(
-            f"No person with id {', '.join(missing)} in your account.", field="subscriberIds"
-        )
-    return [row for row in found if row is not None]
-
-
 async def create_task(
     info: Info, title: str, subscriber_ids: Sequence[str], idempotency_key: str | None = None
 ) -> uuid.UUID:
     viewer = info.context.require_viewer()
     title = validate_title(title)
-    subscribers = await _subscribers(info, subscriber_ids)
+    subscribers = await existing_people(info, subscriber_ids, "subscriberIds")
     key = request_key(
         info,
         "createTask",

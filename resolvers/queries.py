@@ -87,6 +87,21 @@ async def require_task(info: Info, task_id: str) -> TaskRecord:
     return row
 
 
+async def existing_people(info: Info, ids: Sequence[str], field: str) -> list[PersonRecord]:
+    """The people these ids name, each once; BAD_USER_INPUT naming every id that is not
+    a live person of the account (an erased person is nobody now)."""
+    parsed = list(dict.fromkeys(parse_id(value, "person") for value in ids))
+    found = await info.context.loaders.person.load_many(parsed)
+    missing = [
+        str(pid)
+        for pid, row in zip(parsed, found, strict=True)
+        if row is None or row.erased_at is not None
+    ]
+    if missing:
+        raise bad_input(f"No person with id {', '.join(missing)} in your account.", field=field)
+    return [row for row in found if row is not None]
+
+
 async def fresh_task(info: Info, task_id: uuid.UUID) -> TaskRecord:
     """A task just written, read past the loaders' cache."""
     info.context.reset_loaders()

@@ -10,7 +10,8 @@ from common.time import utcnow
 from db import task_changes as db_task_changes
 from domain.validation import validate_title
 from resolvers.context import Info, parse_id
-from resolvers.errors import bad_input, not_found
+from resolvers.errors import not_found
+from resolvers.queries import existing_people
 
 
 async def update_task(
@@ -40,17 +41,7 @@ async def change_subscribers(
     parsed = parse_id(task_id, "task")
     if await info.context.loaders.task.load(parsed) is None:
         raise not_found("task")
-    people = list(dict.fromkeys(parse_id(value, "person") for value in person_ids))
-    found = await info.context.loaders.person.load_many(people)
-    missing = [
-        str(pid)
-        for pid, row in zip(people, found, strict=True)
-        if row is None or row.erased_at is not None
-    ]
-    if missing:
-        raise bad_input(
-            f"No person with id {', '.join(missing)} in your account.", field="personIds"
-        )
+    people = [row.id for row in await existing_people(info, person_ids, "personIds")]
     async with info.context.db.write() as conn:
         if add:
             await db_task_changes.add_subscribers(conn, parsed, people)
