@@ -12,9 +12,9 @@ import strawberry
 
 from db.records import ApiTokenRecord
 from domain.roles import Role
+from domain.validation import not_null
 from resolvers import notifications, queries, task_changes, team
 from resolvers.context import Info
-from resolvers.errors import bad_input
 from schema.types import Person, Task
 
 
@@ -129,9 +129,8 @@ class TeamMutation:
 
     @strawberry.mutation
     async def update_task(self, info: Info, id: strawberry.ID, input: UpdateTaskInput) -> Task:
-        for name, value in (("title", input.title), ("closed", input.closed)):
-            if value is None:
-                raise bad_input(f"'{name}' cannot be null: leave it out to keep it.", field=name)
+        for name in ("title", "closed"):
+            not_null(name, getattr(input, name))
         task_id = await task_changes.update_task(
             info, id, title=_given(input.title), closed=_given(input.closed)
         )
