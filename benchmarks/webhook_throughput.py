@@ -73,7 +73,10 @@ async def drain(dispatcher: WebhookDispatcher, receiver: Receiver, want: int) ->
     # A dispatcher that fails (it logs why) would leave this waiting for ever.
     async with asyncio.timeout(120):
         while len(receiver.arrived) < want:
-            started = await dispatcher.run_once()
+            # As the worker does each round (sending/worker.py), without messages.
+            async with dispatcher.db.write() as conn:
+                jobs = await dispatcher.claim(conn)
+            started = dispatcher.start(jobs)
             await dispatcher.wait_idle()
             if started == 0:
                 await asyncio.sleep(0.005)

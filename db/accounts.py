@@ -81,7 +81,7 @@ async def create_account(
             kind=PersonKind.EMPLOYEE.value,
             name=person_name or email.split("@", 1)[0],
             email=email,
-            role="OWNER",  # domain/roles.py FOUNDER: the account's first OWNER
+            role="OWNER",  # the account's first employee owns it (domain/roles.py Role)
             created_at=now,
         )
     )

@@ -18,8 +18,7 @@ class Role(enum.StrEnum):
     MEMBER = "MEMBER"
 
 
-# What the first employee of a new account is, and what a new employee starts as.
-FOUNDER = Role.OWNER
+# What a new employee starts as (an account's first employee is its OWNER).
 NEWCOMER = Role.MEMBER
 
 _MANAGERS = frozenset({Role.OWNER, Role.ADMIN})

@@ -105,24 +105,21 @@ class WebhookDispatcher:
         return self._http
 
     @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    @property
     def free_slots(self) -> int:
         return max(0, self.settings.webhook_concurrency - len(self._tasks))
 
     async def claim(self, conn: AsyncConnection) -> list[outbox.ClaimedEndpointJob]:
         """Lease due endpoints' jobs, as many as there are free slots, in the caller's
         transaction (the worker claims them with its messages' jobs, in one)."""
-        if self.free_slots == 0:
+        free = self.free_slots
+        if free == 0:
             return []
         return await outbox.claim_endpoint_jobs(
             conn,
             owner=self.owner,
             now=self.clock(),
             lease=dt.timedelta(seconds=self.settings.lease_seconds),
-            limit=self.free_slots,
+            limit=free,
         )
 
     def start(self, jobs: list[outbox.ClaimedEndpointJob]) -> int:
@@ -132,15 +129,6 @@ class WebhookDispatcher:
             self._tasks.add(task)
             task.add_done_callback(self._finished)
         return len(jobs)
-
-    async def run_once(self) -> int:
-        """Claim due endpoints' jobs in a transaction of their own and start them;
-        returns how many were started."""
-        if self.free_slots == 0:
-            return 0
-        async with self.db.write() as conn:
-            jobs = await self.claim(conn)
-        return self.start(jobs)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
