@@ -179,7 +179,4 @@ async def mint_for_employee(
     ).first()
     if person is None:
         return None
-    row, secret = await create_token(
-        conn, account_id=account_id, person_id=person_id, name=name, now=now
-    )
-    return row.id, secret
+    return await mint_token(conn, account_id=account_id, person_id=person_id, name=name, now=now)
