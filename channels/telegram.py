@@ -29,6 +29,7 @@ class TelegramChannel:
     def __init__(self, api_url: str, *, timeout: float) -> None:
         self._api_url = api_url.rstrip("/")
         self._api = httpx.URL(self._api_url)
+        self._api_path = self._api.raw_path.rstrip(b"/")
         self._host = http.host_of(api_url)
         # The token is part of the path: only the transport puts it in, on the way to
         # the wire, so no log line or error text can quote it.
@@ -60,10 +61,8 @@ class TelegramChannel:
         return self._result(address, chat_id, response, token)
 
     def _wire_url(self, token: str) -> httpx.URL:
-        return self._api.copy_with(
-            raw_path=self._api.raw_path.rstrip(b"/")
-            + f"/bot{quote(token, safe=':')}/sendMessage".encode()
-        )
+        wire_path = self._api_path + f"/bot{quote(token, safe=':')}/sendMessage".encode()
+        return self._api.copy_with(raw_path=wire_path)
 
     def _result(
         self, address: str, chat_id: str, response: httpx.Response, token: str
