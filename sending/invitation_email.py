@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 import uuid
 
+from channels.email.mime import html_document
 from common.settings import Settings
 from common.tokens import INVITATION_LIFETIME, invitation_secret
 from db.records import NotificationRecord
 
 SUBJECT = "[Beacon] You are invited to sign in"
-_STYLE = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
 
 
 def invitation_link(settings: Settings, invitation_id: uuid.UUID) -> str:
@@ -35,11 +35,9 @@ def invitation_email(settings: Settings, notification: NotificationRecord) -> tu
         "token. It works once:"
     )
     text = f"{intro}\n\n{how}\n{link}\n"
-    document = (
-        '<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8">'
-        f"<title>{html.escape(SUBJECT)}</title>\n"
-        f'<div style="{_STYLE}">\n'
+    document = html_document(
+        SUBJECT,
         f"<p>{html.escape(intro)}</p>\n<p>{html.escape(how)}</p>\n"
-        f'<p><a href="{html.escape(link)}">Accept the invitation</a></p>\n</div>'
+        f'<p><a href="{html.escape(link)}">Accept the invitation</a></p>',
     )
     return SUBJECT, text, document

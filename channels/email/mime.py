@@ -160,6 +160,18 @@ def _opening(kind: NoticeKind, author_name: str | None) -> str:
     return f"{author_name or 'Someone'} commented on"
 
 
+_STYLE = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
+
+
+def html_document(subject: str, body: str) -> str:
+    """Every HTML email Beacon sends: `body` (HTML) under the subject as its title."""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8">'
+        f"<title>{html.escape(subject)}</title>\n"
+        f'<div style="{_STYLE}">\n{body}\n</div>'
+    )
+
+
 def render_notification(
     task_title: str,
     comment_body: str | None,
@@ -174,7 +186,6 @@ def render_notification(
     # Header values cannot contain line breaks; a title typed with one must still send.
     title_line = " ".join(task_title.split())
     title = html.escape(task_title)
-    style = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;line-height:1.5"
     subject = f"[Beacon] {_SUBJECTS[kind]}{title_line}"
     opening = _opening(kind, author_name)
     if kind is NoticeKind.NEW_TASK or comment_body is None:
@@ -189,11 +200,7 @@ def render_notification(
             f"<p>{lead} <strong>{title}</strong>:</p>\n"
             f'<div style="white-space:pre-wrap">{html.escape(comment_body)}</div>'
         )
-    document = (
-        f'<!DOCTYPE html>\n<html lang="en"><meta charset="utf-8">'
-        f"<title>{html.escape(subject)}</title>\n"
-        f'<div style="{style}">\n{body}\n</div>'
-    )
+    document = html_document(subject, body)
     if pixel_url is not None:
         # Last in the body so that it loads only once the message has been displayed.
         document += (
