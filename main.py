@@ -153,19 +153,14 @@ def cmd_set_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_purge(settings: Settings, _: argparse.Namespace) -> int:
-    import datetime as dt
-
     from common.time import utcnow
     from db.engine import Database
-    from db.purge import purge
-    from domain.idempotency import KEY_LIFETIME
+    from domain.retention import purge_expired
 
     async def run() -> int:
         db = Database(settings.database_url)
         try:
-            now = utcnow()
-            cutoff = now - dt.timedelta(days=settings.longest_history_days)
-            return await purge(db, older_than=cutoff, keys_used_before=now - KEY_LIFETIME)
+            return await purge_expired(db, settings, utcnow())
         finally:
             await db.dispose()
 

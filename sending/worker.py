@@ -37,12 +37,11 @@ from db.deliveries import (
     recent_sends,
 )
 from db.engine import Database
-from db.purge import purge
 from db.records import AccountRecord
 from db.suppressions import normal
 from db.suppressions import reasons as suppression_reasons
 from db.tasks import NotificationContent, notification_content
-from domain import idempotency
+from domain.retention import purge_expired
 from sending.compose import compose_email, compose_notice
 from sending.outcomes import SUPPRESSED, Attempt, Writes, add_outcomes
 from sending.webhook_events import WebhookDispatcher
@@ -175,12 +174,8 @@ class Worker:
         if loop_time < self._next_purge:
             return
         self._next_purge = loop_time + self.settings.purge_interval_seconds
-        now = self.clock()
-        cutoff = now - dt.timedelta(days=self.settings.longest_history_days)
         try:
-            deleted = await purge(
-                self.db, older_than=cutoff, keys_used_before=now - idempotency.KEY_LIFETIME
-            )
+            deleted = await purge_expired(self.db, self.settings, self.clock())
         except Exception:
             log.exception("worker %s: purge failed; it runs again later", self.name)
             return
