@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.accounts import ADDRESS_COLUMNS
+from db.records import PersonRecord
 from db.tables import (
     api_tokens,
     bounces,
@@ -45,21 +46,11 @@ def placeholder(person_id: uuid.UUID) -> str:
 
 
 async def erase_person(
-    conn: AsyncConnection, account_id: uuid.UUID, person_id: uuid.UUID, now: dt.datetime
-) -> list[uuid.UUID] | None:
-    """Erase the person; their token ids (to close their websockets), or None when the
-    account has no such person (or they were erased already)."""
-    person = (
-        await conn.execute(
-            people.select().where(
-                people.c.id == person_id,
-                people.c.account_id == account_id,
-                people.c.erased_at.is_(None),
-            )
-        )
-    ).first()
-    if person is None:
-        return None
+    conn: AsyncConnection, person: PersonRecord, now: dt.datetime
+) -> list[uuid.UUID]:
+    """Erase the person (read by the caller in this transaction, not erased yet); their
+    token ids, to close their websockets."""
+    account_id, person_id = person.account_id, person.id
     stand_in = placeholder(person_id)
     addresses = _spellings([getattr(person, column) for column in ADDRESS_COLUMNS])
     token_ids = list(

@@ -130,8 +130,7 @@ async def delete_person(info: Info, person_id: str) -> bool:
             raise not_found("person")
         if person.role == Role.OWNER.value:
             await _keep_an_owner(conn, viewer.account_id, parsed)
-        token_ids = await erase_person(conn, viewer.account_id, parsed, utcnow())
-    assert token_ids is not None
+        token_ids = await erase_person(conn, person, utcnow())
     for token_id in token_ids:
         await publish_revoked(info.context.services.broadcast, token_id)
     info.context.reset_loaders()
