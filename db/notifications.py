@@ -10,12 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from common.cursors import decode_cursor
+from common.domain import Channel, DeliveryState, predecessors
 from db.records import InAppNotificationRecord
 from db.tables import comments, deliveries, notifications, tasks
 from db.tasks import Page
 
-IN_APP = "IN_APP"
-_UNREAD_STATES = ("QUEUED", "SENT")
+IN_APP = Channel.IN_APP.value
+# Unread: not READ yet, and may still become so (the state machine's, common/domain.py).
+_UNREAD_STATES = sorted(state.value for state in predecessors(DeliveryState.READ))
 
 
 def _theirs(account_id: uuid.UUID, person_id: uuid.UUID) -> sa.ColumnElement[bool]:
